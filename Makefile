@@ -1,0 +1,56 @@
+# prodml: `make demo` and `make test` are all a fresh clone needs.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export PRODML_HOME := $(CURDIR)
+export AIRFLOW_HOME := $(CURDIR)/airflow_home
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__PARALLELISM := 4
+export AIRFLOW__API__HOST := 127.0.0.1
+export AIRFLOW__API__PORT := 8080
+export AIRFLOW_CONN_FS_DEFAULT := {"conn_type":"fs","extra":{"path":"/"}}
+export GX_ANALYTICS_ENABLED := false
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
+
+.PHONY: venv demo test lint airflow bench lock clean
+
+# The venv is stamped with the lock it was built from: editing constraints.txt rebuilds it.
+$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q uv==0.13.8
+	$(VENV)/bin/uv pip install --python $(PY) -r requirements.txt -c constraints.txt
+	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) -m ml.demo
+
+test: venv
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+# Airflow UI on http://127.0.0.1:8080 with this project's dags/ and plugins/; Ctrl-C stops it.
+airflow: venv
+	@mkdir -p $(AIRFLOW_HOME)
+	@echo "Airflow UI: http://127.0.0.1:8080  user: admin"
+	@echo "password: $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated (written at first start)"
+	$(VENV)/bin/airflow standalone
+
+bench: venv
+	$(PY) -m benchmarks.run
+
+# Re-resolve the full lock after editing requirements.txt.
+lock: venv
+	$(VENV)/bin/uv pip compile --python $(PY) requirements.txt -o constraints.txt --no-header
+
+clean:
+	rm -rf $(AIRFLOW_HOME) .prodml

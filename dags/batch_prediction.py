@@ -1,0 +1,74 @@
+"""
+### batch_prediction
+
+Static serving: the champion scores every (sensor, hour) of a target date from the known-ahead
+feature table (`forecast/dt=<date>/`), and the rows land in the warehouse table `predictions`,
+replacing that date's partition (idempotent: a rerun or backfill never duplicates rows).
+
+**Target date**
+- scheduled and backfill runs (daily at 00:00 UTC): the run's logical date, i.e. the end of its
+  data interval: the run at the start of day D scores day D. `airflow backfill create --dag-id
+  batch_prediction --from-date A --to-date B` fills the tables for A..B.
+- runs triggered by the champion Asset (a new model; such runs have no logical date in
+  Airflow 3): the day after the newest complete landed partition, i.e. the next day to predict.
+- a manual run may set the `target_date` param (YYYY-MM-DD), which wins over both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
+from prodml_airflow.assets import CHAMPION
+from prodml_airflow.defaults import DEFAULT_ARGS
+
+from ml.config import load
+
+CONFIG = load()
+
+
+@dag(
+    dag_id="batch_prediction",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 0 * * *", timezone="UTC", interval=dt.timedelta(days=1)),
+        assets=[CHAMPION],
+    ),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params={"target_date": Param(None, type=["null", "string"], format="date",
+                                 description="Score this date instead of the one the run implies.")},
+    tags=["prodml", "serving"],
+    doc_md=__doc__,
+)
+def batch_prediction():
+    @task
+    def target_date(params=None, data_interval_end=None, logical_date=None) -> str:
+        from ml.prediction_job import resolve_target_date
+
+        return resolve_target_date(
+            explicit=(params or {}).get("target_date"),
+            interval_end=data_interval_end if logical_date is not None else None,
+            landing_uri=CONFIG["storage"]["landing"],
+        )
+
+    @task
+    def predict(date: str, run_id=None) -> dict:
+        from ml.prediction_job import predict_to_warehouse
+
+        return predict_to_warehouse(
+            target_date=date,
+            registry_root=CONFIG["registry"]["root"],
+            forecast_uri=CONFIG["storage"]["forecast"],
+            schema_path=CONFIG["schema_path"],
+            warehouse_config=CONFIG["warehouse"],
+            evaluation=CONFIG["evaluation"],
+            batch_size=CONFIG["batch_prediction"]["batch_size"],
+            run_id=run_id,
+        )
+
+    predict(target_date())
+
+
+batch_prediction()

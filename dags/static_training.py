@@ -1,0 +1,129 @@
+"""
+### static_training
+
+Full retrain on a fixed window of landed data (the course's *static training*: physics-like
+problems, or a weekly refresh).
+
+`find_data` (complete partitions in the window ending at the run's logical date) → `check_schema`
+→ `transform` (Beam: parse, clean, statistics, sharded TFRecords, hash split by sensor) → `train`
+(`ml.trainer`) → `evaluate` (AUC, cost-weighted error, by road type) → `register_and_promote`
+(moves the `champion` alias; emits the champion Asset, which triggers `batch_prediction`).
+
+Artifacts: `<artifacts>/static_training/<ds_nodash>/`, so a rerun of the same interval overwrites
+its own outputs and nothing else.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import CronTriggerTimetable, dag, task
+from prodml_airflow.assets import CHAMPION
+from prodml_airflow.defaults import DEFAULT_ARGS
+from prodml_airflow.tasks import beam_transform, train_model
+
+from ml.config import load
+
+CONFIG = load()
+RUN_DIR = CONFIG["storage"]["artifacts"] + "/static_training/{{ ds_nodash }}"
+
+
+@dag(
+    dag_id="static_training",
+    schedule=CronTriggerTimetable("0 3 * * 1", timezone="UTC"),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["prodml", "training"],
+    doc_md=__doc__,
+)
+def static_training():
+    @task
+    def find_data(logical_date=None) -> dict:
+        from ml import landing
+
+        end = logical_date.date().isoformat()
+        days = CONFIG["training"]["window_days"]
+        found = landing.partitions_in_window(CONFIG["storage"]["landing"], end, days)
+        if not found:
+            raise ValueError(f"no complete partition (with _SUCCESS) in the {days} days before {end} "
+                             f"under {CONFIG['storage']['landing']}")
+        return {"dates": sorted(found), "files": [f for files in found.values() for f in files]}
+
+    @task
+    def check_schema(data: dict) -> list[str]:
+        from ml import features, schema_check
+
+        schema = features.load_schema(CONFIG["schema_path"])
+        rows = sum(schema_check.check_file(f, schema) for f in data["files"])
+        print(f"{len(data['files'])} files, {rows} rows match the schema")
+        return data["files"]
+
+    found = find_data()
+    files = check_schema(found)
+    transform = beam_transform(CONFIG, task_id="transform", inputs=files, output=RUN_DIR + "/transform")
+
+    train = train_model(
+        CONFIG, task_id="train", output=RUN_DIR + "/candidate",
+        trainer_args={
+            "train": RUN_DIR + "/transform/train/part-*.tfrecord",
+            "eval": RUN_DIR + "/transform/eval/part-*.tfrecord",
+            "stats": RUN_DIR + "/transform/stats.json",
+            "schema": CONFIG["schema_path"],
+            "warm_start": "{{ ti.xcom_pull(task_ids='champion_checkpoint') or '' }}",
+            "epochs": CONFIG["training"]["epochs"],
+            "batch_size": CONFIG["training"]["batch_size"],
+            "learning_rate": CONFIG["training"]["learning_rate"],
+            "hidden_units": ",".join(str(u) for u in CONFIG["training"]["hidden_units"]),
+        },
+    )
+
+    @task
+    def champion_checkpoint() -> str:
+        """The current champion's Keras file, for a warm start ('' for the first model)."""
+        from ml import registry
+
+        try:
+            return registry.get(CONFIG["registry"]["root"], "champion")["path"] + "/model.keras"
+        except registry.RegistryError:
+            return ""
+
+    @task
+    def evaluate(candidate: str) -> dict:
+        from ml.evaluate import evaluate as run_evaluation
+
+        e = CONFIG["evaluation"]
+        return run_evaluation(candidate + "/model", candidate.rsplit("/", 1)[0] + "/transform/eval/part-*.tfrecord",
+                              CONFIG["schema_path"], e["cost_false_negative"], e["cost_false_positive"],
+                              slice_by=e["slice_by"])
+
+    @task(outlets=[CHAMPION])
+    def register_and_promote(candidate: str, metrics: dict, data: dict) -> dict:
+        from ml import features, registry
+        from ml.storage import to_path
+
+        root = CONFIG["registry"]["root"]
+        try:
+            parent = registry.get(root, "champion")["version"]
+        except registry.RegistryError:
+            parent = None
+        version = registry.register(root, str(to_path(candidate + "/model")), {
+            "metrics": metrics,
+            "data_range": {"start": data["dates"][0], "end": data["dates"][-1], "days": len(data["dates"])},
+            "schema_hash": features.load_schema(CONFIG["schema_path"]).digest,
+            "parent_version": parent,
+            "trained_by": "static_training",
+            "artifacts": candidate.rsplit("/", 1)[0],
+        })
+        registry.promote(root, version, reason="static_training")
+        print(f"registered and promoted {version}: AUC {metrics['auc']:.3f}")
+        return {"version": version, "auc": metrics["auc"]}
+
+    checkpoint = champion_checkpoint()
+    [transform, checkpoint] >> train
+    metrics = evaluate(train.output)
+    register_and_promote(train.output, metrics, found)
+
+
+static_training()

@@ -1,0 +1,301 @@
+"""The feature contract, built from `include/schemas/<name>.yaml`.
+
+This is the only module that knows feature names, types, domains and the transform. The
+transform is a stack of Keras preprocessing layers adapted from training statistics and
+placed *inside* the exported model, so the SavedModel takes raw features and training and
+serving run the same graph (what tensorflow-transform gives TFX, without its pins).
+
+TensorFlow is imported inside the functions that need it: validation, drift and the DAG
+files use this module without paying for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+KNOWN_WHEN = ("ahead", "event", "after")
+TRANSFORMS = ("lookup", "hash", "normalize", "none")
+
+
+class SchemaError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    type: str  # string | int | float
+    kind: str  # categorical | numeric | key
+    known: str  # ahead | event | after
+    presence: float = 1.0
+    vocabulary: tuple | None = None
+    open_vocabulary: bool = False
+    range: tuple | None = None
+    pattern: str | None = None
+    transform: str = "none"
+    hash_bins: int = 0
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.kind == "numeric"
+
+    @property
+    def is_categorical(self) -> bool:
+        return self.kind == "categorical"
+
+
+@dataclass(frozen=True)
+class Schema:
+    name: str
+    features: tuple[Feature, ...]
+    label: str
+    label_values: tuple = (0, 1)
+    keys: tuple[str, ...] = ()
+    split_key: str | None = None
+    partition_column: str | None = None
+    row_count: tuple[int, int] = (1, 10**12)
+    path: str = ""
+    digest: str = ""
+    by_name: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def columns(self) -> list[str]:
+        """Every expected column of a landed file, label last."""
+        return [f.name for f in self.features] + [self.label]
+
+    @property
+    def model_inputs(self) -> list[Feature]:
+        """Features the model reads: known ahead of the prediction and transformed."""
+        return [f for f in self.features if f.transform != "none"]
+
+    def feature(self, name: str) -> Feature:
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise SchemaError(f"{self.path}: no feature named {name!r}") from None
+
+
+def _parse_feature(raw: dict, where: str) -> Feature:
+    missing = {"name", "type", "kind", "known"} - set(raw)
+    if missing:
+        raise SchemaError(f"{where}: missing {', '.join(sorted(missing))}")
+    if raw["type"] not in ("string", "int", "float"):
+        raise SchemaError(f"{where}: type must be string, int or float, not {raw['type']!r}")
+    if raw["known"] not in KNOWN_WHEN:
+        raise SchemaError(f"{where}: known must be one of {KNOWN_WHEN}, not {raw['known']!r}")
+    transform = raw.get("transform", "none")
+    if transform not in TRANSFORMS:
+        raise SchemaError(f"{where}: transform must be one of {TRANSFORMS}, not {transform!r}")
+    # Availability: a model input must be known when the prediction is made.
+    if transform != "none" and raw["known"] != "ahead":
+        raise SchemaError(
+            f"{where}: feature {raw['name']!r} is known only {raw['known']!r} the event, "
+            "so it cannot be a model input (set transform: none)"
+        )
+    if transform == "hash" and int(raw.get("hash_bins", 0)) < 2:
+        raise SchemaError(f"{where}: transform hash needs hash_bins >= 2")
+    return Feature(
+        name=raw["name"],
+        type=raw["type"],
+        kind=raw["kind"],
+        known=raw["known"],
+        presence=float(raw.get("presence", 1.0)),
+        vocabulary=tuple(raw["vocabulary"]) if raw.get("vocabulary") is not None else None,
+        open_vocabulary=bool(raw.get("open_vocabulary", False)),
+        range=tuple(raw["range"]) if raw.get("range") is not None else None,
+        pattern=raw.get("pattern"),
+        transform=transform,
+        hash_bins=int(raw.get("hash_bins", 0)),
+    )
+
+
+@lru_cache(maxsize=16)
+def load_schema(path: str | Path) -> Schema:
+    path = Path(path)
+    text = path.read_text()
+    raw = yaml.safe_load(text)
+    features = tuple(_parse_feature(f, f"{path}: features[{i}]") for i, f in enumerate(raw["features"]))
+    names = [f.name for f in features]
+    if len(set(names)) != len(names):
+        raise SchemaError(f"{path}: duplicate feature names")
+    label = raw.get("label") or {}
+    return Schema(
+        name=raw.get("name", path.stem),
+        features=features,
+        label=label.get("name", ""),
+        label_values=tuple(label.get("values", (0, 1))),
+        keys=tuple(raw.get("keys", ())),
+        split_key=raw.get("split_key"),
+        partition_column=raw.get("partition_column"),
+        row_count=tuple(raw.get("row_count", (1, 10**12))),
+        path=str(path),
+        digest=hashlib.sha256(text.encode()).hexdigest()[:16],
+        by_name={f.name: f for f in features},
+    )
+
+
+# ---------------------------------------------------------------- Arrow / NumPy side (no TF)
+
+
+def arrow_types(schema: Schema) -> dict:
+    """Column → pyarrow type for reading CSVs strictly (a type error names the column)."""
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "int": pa.int64(), "float": pa.float64()}
+    out = {f.name: types[f.type] for f in schema.features}
+    if schema.label:
+        out[schema.label] = pa.int64()
+    return out
+
+
+def split_bucket(keys, eval_fraction: float):
+    """Deterministic train/eval split on a grouping key: crc32(key) mod 1000.
+
+    Works on any sequence/array of keys; returns a boolean NumPy array, True = eval.
+    Hashing the *group* key (sensor) keeps one sensor's rows on one side: no cross-contamination.
+    """
+    import numpy as np
+
+    keys = np.asarray(keys, dtype=object)
+    uniques, inverse = np.unique(keys, return_inverse=True)
+    buckets = np.fromiter((zlib.crc32(str(k).encode()) % 1000 for k in uniques), dtype=np.int64,
+                          count=len(uniques))
+    return (buckets < int(round(eval_fraction * 1000)))[inverse]
+
+
+# ------------------------------------------------------------------ TensorFlow / Keras side
+
+
+def _tf_dtype(feature: Feature):
+    import tensorflow as tf
+
+    if feature.type == "string":
+        return tf.string
+    if feature.transform == "normalize" or feature.type == "float":
+        return tf.float32
+    return tf.int64
+
+
+def feature_spec(schema: Schema, with_label: bool = True) -> dict:
+    """tf.io.parse_example spec for TFRecords of raw model inputs (+ label)."""
+    import tensorflow as tf
+
+    spec = {}
+    for f in schema.model_inputs:
+        dtype = _tf_dtype(f)
+        default = {tf.string: "", tf.float32: float("nan"), tf.int64: -1}[dtype]
+        spec[f.name] = tf.io.FixedLenFeature([1], dtype, default_value=default)
+    if with_label:
+        spec[schema.label] = tf.io.FixedLenFeature([1], tf.int64, default_value=0)
+    return spec
+
+
+def serving_input_dtypes(schema: Schema) -> dict:
+    """Feature → NumPy dtype the exported model expects for raw serving inputs."""
+    import numpy as np
+
+    out = {}
+    for f in schema.model_inputs:
+        if f.type == "string":
+            out[f.name] = object
+        elif f.transform == "normalize" or f.type == "float":
+            out[f.name] = np.float32
+        else:
+            out[f.name] = np.int64
+    return out
+
+
+def to_model_inputs(schema: Schema, columns: dict) -> dict:
+    """Raw columns (lists, NumPy or Arrow arrays, nulls allowed) → arrays shaped (n, 1) with the
+    model's input dtypes. Missing numerics become NaN, missing categoricals the OOV marker;
+    the model itself imputes and looks up, so this is only a type conversion (no transform)."""
+    import numpy as np
+    import pyarrow as pa
+
+    out = {}
+    for name, dtype in serving_input_dtypes(schema).items():
+        values = columns[name]
+        if isinstance(values, (pa.Array, pa.ChunkedArray)):
+            if dtype is object:
+                values = np.asarray(values.cast(pa.string()).fill_null("").to_pylist(), dtype=object)
+            elif dtype == np.float32:
+                values = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+            else:
+                values = values.cast(pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False)
+        values = np.asarray(values)
+        if dtype is object:
+            values = np.array(["" if v is None else str(v) for v in values], dtype=object)
+        elif dtype == np.float32:
+            values = np.asarray(values, dtype=np.float64).astype(np.float32)
+        else:
+            values = np.asarray(values).astype(np.int64)
+        out[name] = values.reshape(-1, 1)
+    return out
+
+
+def _register_layers():
+    import keras
+
+    @keras.saving.register_keras_serializable(package="prodml")
+    class FillNaN(keras.layers.Layer):
+        """Missing numeric values (NaN) → the training mean. Part of the shared transform."""
+
+        def __init__(self, value: float = 0.0, **kwargs):
+            super().__init__(**kwargs)
+            self.value = float(value)
+
+        def call(self, x):
+            return keras.ops.where(keras.ops.isnan(x), keras.ops.full_like(x, self.value), x)
+
+        def get_config(self):
+            return {**super().get_config(), "value": self.value}
+
+    return FillNaN
+
+
+@lru_cache(maxsize=1)
+def custom_objects() -> dict:
+    fill_nan = _register_layers()
+    return {"prodml>FillNaN": fill_nan}
+
+
+def preprocessing(schema: Schema, stats: dict):
+    """Keras inputs (raw features) and the transformed, concatenated feature tensor.
+
+    `stats` comes from the Beam transform: {"numeric": {name: {"mean", "var"}},
+    "vocabulary": {name: [values]}}. Vocabularies fixed in the schema win over observed ones.
+    """
+    import keras
+
+    fill_nan = custom_objects()["prodml>FillNaN"]
+    inputs, encoded = {}, []
+    for f in schema.model_inputs:
+        dtype = {"string": "string", "int": "int64", "float": "float32"}[f.type]
+        if f.transform == "normalize":
+            dtype = "float32"
+        x = keras.Input(shape=(1,), name=f.name, dtype=dtype)
+        inputs[f.name] = x
+        if f.transform == "normalize":
+            s = stats["numeric"][f.name]
+            filled = fill_nan(s["mean"], name=f"{f.name}_fill")(x)
+            encoded.append(keras.layers.Normalization(mean=s["mean"], variance=max(s["var"], 1e-12),
+                                                      name=f"{f.name}_norm")(filled))
+        elif f.transform == "lookup":
+            vocab = list(f.vocabulary) if f.vocabulary else list(stats["vocabulary"][f.name])
+            layer_cls = keras.layers.StringLookup if f.type == "string" else keras.layers.IntegerLookup
+            if f.type != "string":
+                vocab = [int(v) for v in vocab]
+            encoded.append(layer_cls(vocabulary=vocab, num_oov_indices=1, output_mode="one_hot",
+                                     name=f"{f.name}_lookup")(x))
+        elif f.transform == "hash":
+            hashed = keras.layers.Hashing(num_bins=f.hash_bins, name=f"{f.name}_hash")(x)
+            emb = keras.layers.Embedding(f.hash_bins, 8, name=f"{f.name}_embedding")(hashed)
+            encoded.append(keras.layers.Flatten(name=f"{f.name}_flat")(emb))
+    features = keras.layers.Concatenate(name="transformed_features")(encoded)
+    return inputs, features

@@ -1,0 +1,50 @@
+"""Batch prediction job: champion × known-ahead features of one date → warehouse partition."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from ml import evaluate, features, landing, predict, registry, warehouse
+from ml.storage import join
+
+log = logging.getLogger(__name__)
+
+
+def resolve_target_date(explicit: str | None, interval_end: dt.datetime | None, landing_uri: str) -> str:
+    """Explicit param > the run's interval end (scheduled/backfill) > the day after the newest
+    complete landed partition (Asset-triggered runs have no logical date)."""
+    if explicit:
+        return dt.date.fromisoformat(explicit).isoformat()
+    if interval_end is not None:
+        return interval_end.date().isoformat()
+    newest = landing.newest_partition(landing_uri)
+    if newest is None:
+        raise ValueError(f"no complete landed partition under {landing_uri}: cannot infer a target date; "
+                         "pass the target_date param")
+    return (dt.date.fromisoformat(newest) + dt.timedelta(days=1)).isoformat()
+
+
+def predict_to_warehouse(*, target_date: str, registry_root: str, forecast_uri: str, schema_path: str,
+                         warehouse_config: dict, evaluation: dict, batch_size: int, run_id: str | None,
+                         model_version: str = "champion") -> dict:
+    schema = features.load_schema(schema_path)
+    champion = registry.get(registry_root, model_version)
+    table = predict.read_ahead_features(join(forecast_uri, f"dt={target_date}"), schema)
+    wrong_day = set(table.column("date").to_pylist()) - {target_date}
+    if wrong_day:
+        raise ValueError(f"forecast table for {target_date} holds rows of other dates: {sorted(wrong_day)}")
+    threshold = evaluate.decision_threshold(evaluation["cost_false_negative"], evaluation["cost_false_positive"])
+    rows = predict.predict_table(predict.load_model(champion["path"]), table, schema, target_date=target_date,
+                                 model_version=champion["version"], run_id=run_id or "manual",
+                                 threshold=threshold, batch_size=batch_size)
+    wh = warehouse.connect(warehouse_config)
+    try:
+        wh.ensure_tables()
+        wh.replace_partition("predictions", rows, "target_date", dt.date.fromisoformat(target_date))
+    finally:
+        wh.close()
+    result = {"target_date": target_date, "rows": rows.num_rows, "model_version": champion["version"],
+              "mean_score": float(sum(rows.column("score").to_pylist()) / max(rows.num_rows, 1))}
+    log.info("batch prediction: %s", result)
+    return result

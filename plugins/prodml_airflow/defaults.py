@@ -1,0 +1,43 @@
+"""What every prodml DAG shares: owner, retries with exponential backoff, failure alerts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def alert_on_failure(context) -> None:
+    """on_failure_callback: one alert through ml.alerts (warehouse row + structured log line)."""
+    from ml import alerts, config, warehouse
+
+    ti = context.get("task_instance") or context.get("ti")
+    dag_id = getattr(ti, "dag_id", "?")
+    task_id = getattr(ti, "task_id", "?")
+    exception = context.get("exception")
+    run_id = context.get("run_id") or getattr(context.get("dag_run"), "run_id", None)
+    wh = None
+    try:
+        wh = warehouse.connect(config.load()["warehouse"])
+    except Exception as exc:  # the alert must still reach the log if the warehouse is down
+        log.warning("alert warehouse unavailable: %s", exc)
+    try:
+        alerts.raise_alert(
+            wh, "error", f"airflow.{dag_id}.{task_id}", f"task failed: {exception}",
+            {"dag_id": dag_id, "task_id": task_id, "run_id": run_id,
+             "try_number": getattr(ti, "try_number", None)},
+        )
+    finally:
+        if wh is not None:
+            wh.close()
+
+
+DEFAULT_ARGS = {
+    "owner": "ml-platform",
+    "retries": 2,
+    "retry_delay": dt.timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": dt.timedelta(minutes=10),
+    "on_failure_callback": alert_on_failure,
+}

@@ -1,0 +1,61 @@
+"""Profile-aware task factories: the same DAG gets local operators or Google provider operators.
+
+gcp-only imports stay inside the gcp branches, so DAG files parse without google.cloud locally.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ml.config import PROJECT_ROOT
+
+TRANSFORM_PY = str(Path(PROJECT_ROOT) / "ml" / "transform.py")
+
+
+def beam_transform(config: dict, *, task_id: str, inputs, output: str):
+    """Beam transform through the Apache Beam provider: FnApiRunner locally, Dataflow on gcp."""
+    from airflow.providers.apache.beam.operators.beam import BeamRunPythonPipelineOperator
+
+    beam = config["beam"]
+    options = {
+        "input": inputs,
+        "output": output,
+        "schema": config["schema_path"],
+        "eval_fraction": config["training"]["eval_fraction"],
+        "num_shards": beam["num_shards"],
+        **beam.get("options", {}),
+    }
+    kwargs = {}
+    if config["profile"] == "gcp":
+        from airflow.providers.google.cloud.operators.dataflow import DataflowConfiguration
+
+        kwargs["dataflow_config"] = DataflowConfiguration(
+            job_name=f"prodml-{task_id}", project_id=config["project"], location=config["region"],
+            gcp_conn_id=config["gcp_conn_id"], wait_until_finished=True)
+        options["setup_file"] = str(Path(PROJECT_ROOT) / "setup.py")
+    else:
+        kwargs["py_interpreter"] = sys.executable  # the venv's python, which has ml/ installed
+    return BeamRunPythonPipelineOperator(
+        task_id=task_id, py_file=TRANSFORM_PY, runner=beam["runner"], pipeline_options=options, **kwargs)
+
+
+def train_model(config: dict, *, task_id: str, trainer_args: dict, output: str):
+    """Run ml.trainer: a local subprocess, or a Vertex AI custom Python-package job on gcp."""
+    training = config["training"]
+    if config["profile"] == "gcp":
+        from airflow.providers.google.cloud.operators.vertex_ai.custom_job import (
+            CreateCustomPythonPackageTrainingJobOperator,
+        )
+
+        args = [f"--{k}={v}" for k, v in trainer_args.items() if v not in (None, "", False)]
+        return CreateCustomPythonPackageTrainingJobOperator(
+            task_id=task_id, project_id=config["project"], region=config["region"],
+            display_name=f"prodml-{task_id}", python_package_gcs_uri=f"{config['storage']['bucket']}/dist/prodml.tar.gz",
+            python_module_name="ml.trainer", container_uri=training["container_uri"],
+            args=[*args, f"--output={output}"], machine_type=training["machine_type"],
+            accelerator_type=training["accelerator_type"], accelerator_count=training["accelerator_count"],
+            gcp_conn_id=config["gcp_conn_id"])
+    from prodml_airflow.operators import LocalTrainingOperator
+
+    return LocalTrainingOperator(task_id=task_id, trainer_args=trainer_args, output_uri=output)

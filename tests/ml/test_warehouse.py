@@ -1,0 +1,176 @@
+"""The warehouse seam: every SQL file runs on DuckDB; loads, partitions, params; BigQuery types."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+
+from ml import warehouse as wh
+from ml.warehouse import DuckDBWarehouse, WarehouseError
+
+# Sample parameters for every query file that takes some. A new SQL file with parameters
+# fails test_every_sql_file_runs_on_duckdb until it gets an entry here.
+SAMPLE_PARAMS = {
+    "prediction_counts": {"target_date": dt.date(2024, 1, 2)},
+    "recent_alerts": {"limit": 10},
+    "alert_signature_seen": {"signature": "abc"},
+}
+
+DAY1, DAY2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
+NOW = dt.datetime(2024, 1, 1, 6, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    with DuckDBWarehouse(tmp_path / "warehouse.duckdb", "prodml") as w:
+        w.ensure_tables()
+        yield w
+
+
+def predictions(day: dt.date, n: int, version: str = "v0001") -> pa.Table:
+    # Columns deliberately not in table order: the insert matches by name.
+    return pa.table({
+        "score": [0.1 * i for i in range(n)],
+        "sensor_id": [f"s{i}" for i in range(n)],
+        "target_date": [day] * n,
+        "hour": list(range(n)),
+        "road_type": ["arterial"] * n,
+        "predicted_congested": [i % 2 for i in range(n)],
+        "model_version": [version] * n,
+        "run_id": ["run-1"] * n,
+        "predicted_at": [NOW] * n,
+    })
+
+
+def test_every_sql_file_runs_on_duckdb(warehouse):
+    files = wh.sql_files()
+    assert {"create_alerts", "create_predictions", "recent_alerts"} <= {f.stem for f in files}
+    creates = [f for f in files if f.stem.startswith("create_")]
+    queries = [f for f in files if not f.stem.startswith("create_")]
+    for path in creates:  # idempotent: ensure_tables already ran them once
+        assert warehouse.run_sql_file(path.stem) is None
+    warehouse.load_arrow("predictions", predictions(DAY2, 3))
+    for path in queries:
+        needed = wh.parameter_names(path.read_text())
+        params = SAMPLE_PARAMS.get(path.stem, {})
+        assert needed <= set(params), f"add sample params {sorted(needed)} for {path.name} to SAMPLE_PARAMS"
+        assert isinstance(warehouse.run_sql_file(path.stem, params), pa.Table), path.name
+
+
+def test_sql_files_are_bigquery_dialect_with_dataset_template():
+    for path in wh.sql_files():
+        text = path.read_text()
+        assert "$" not in text, f"{path.name}: use BigQuery @params, not DuckDB $params"
+        if "FROM" in text.upper() or "TABLE" in text.upper():
+            assert "{dataset}." in text, f"{path.name}: reference tables as {{dataset}}.table"
+
+
+def test_load_arrow_bulk_insert_and_query_params(warehouse):
+    warehouse.load_arrow("predictions", predictions(DAY1, 5))
+    warehouse.load_arrow("predictions", predictions(DAY2, 3, "v0002"))
+    counts = warehouse.run_sql_file("prediction_counts", {"target_date": DAY2}).to_pylist()
+    assert len(counts) == 1
+    assert counts[0]["n_rows"] == 3 and counts[0]["n_sensors"] == 3 and counts[0]["model_version"] == "v0002"
+    assert counts[0]["last_predicted_at"] == NOW
+    # A 'YYYY-MM-DD' string works as well as a date.
+    assert warehouse.run_sql_file("prediction_counts", {"target_date": "2024-01-01"})["n_rows"][0].as_py() == 5
+    # Ad-hoc BigQuery-dialect queries, parameters only bound where referenced.
+    rows = warehouse.query("SELECT COUNT(*) AS n FROM prodml.predictions WHERE hour < @h", {"h": 2, "unused": 1})
+    assert rows["n"][0].as_py() == 4
+    with pytest.raises(WarehouseError, match="missing query parameters"):
+        warehouse.query("SELECT @x AS x")
+
+
+def test_load_arrow_truncate_and_bad_input(warehouse):
+    warehouse.load_arrow("predictions", predictions(DAY1, 5))
+    warehouse.load_arrow("predictions", predictions(DAY2, 2), mode="truncate")
+    assert warehouse.query("SELECT COUNT(*) AS n FROM prodml.predictions")["n"][0].as_py() == 2
+    with pytest.raises(ValueError, match="mode"):
+        warehouse.load_arrow("predictions", predictions(DAY1, 1), mode="upsert")
+    with pytest.raises(WarehouseError, match="invalid table"):
+        warehouse.load_arrow("predictions; DROP TABLE x", predictions(DAY1, 1))
+    with pytest.raises(Exception, match="(?i)does not exist|not found"):
+        warehouse.load_arrow("undeclared", predictions(DAY1, 1))  # loads never create tables
+
+
+def test_replace_partition_is_idempotent(warehouse):
+    warehouse.load_arrow("predictions", predictions(DAY1, 4))
+    for _ in range(2):
+        warehouse.replace_partition("predictions", predictions(DAY2, 3, "v0002"), "target_date", DAY2)
+    per_day = warehouse.query(
+        "SELECT target_date, COUNT(*) AS n, MIN(model_version) AS v FROM prodml.predictions "
+        "GROUP BY target_date ORDER BY target_date"
+    ).to_pylist()
+    assert per_day == [{"target_date": DAY1, "n": 4, "v": "v0001"}, {"target_date": DAY2, "n": 3, "v": "v0002"}]
+    # A rerun with a new model replaces the partition, leaving the other one untouched.
+    warehouse.replace_partition("predictions", predictions(DAY2, 2, "v0003"), "target_date", DAY2)
+    assert warehouse.run_sql_file("prediction_counts", {"target_date": DAY2})["n_rows"][0].as_py() == 2
+    assert warehouse.run_sql_file("prediction_counts", {"target_date": DAY1})["n_rows"][0].as_py() == 4
+
+
+def test_replace_partition_is_one_transaction(warehouse):
+    warehouse.load_arrow("predictions", predictions(DAY2, 3))
+    bad = predictions(DAY2, 2).append_column("no_such_column", pa.array([1, 2]))
+    with pytest.raises(Exception, match="no_such_column"):
+        warehouse.replace_partition("predictions", bad, "target_date", DAY2)
+    # The insert failed, so the delete was rolled back too.
+    assert warehouse.run_sql_file("prediction_counts", {"target_date": DAY2})["n_rows"][0].as_py() == 3
+    with pytest.raises(WarehouseError, match="outside partition"):
+        warehouse.replace_partition("predictions", predictions(DAY1, 2), "target_date", DAY2)
+
+
+def test_connect_and_unknown_kind(tmp_path):
+    with wh.connect({"kind": "duckdb", "path": str(tmp_path / "w.duckdb"), "dataset": "prodml"}) as w:
+        assert isinstance(w, DuckDBWarehouse)
+    with pytest.raises(WarehouseError, match="unknown warehouse kind"):
+        wh.connect({"kind": "sqlite"})
+    with pytest.raises(WarehouseError, match="invalid dataset"):
+        DuckDBWarehouse(tmp_path / "x.duckdb", "prod-ml")
+    with pytest.raises(WarehouseError, match="no SQL file"):
+        DuckDBWarehouse(tmp_path / "y.duckdb", "prodml").run_sql_file("nope")
+
+
+def test_bigquery_query_parameters_use_library_types():
+    from google.cloud import bigquery
+
+    params = wh.query_parameters({
+        "target_date": DAY1, "limit": 5, "ok": True, "score": 0.5, "name": "s1",
+        "at": dt.datetime(2024, 1, 1, 6), "ids": ["a", "b"],
+    })
+    by_name = {p.name: p for p in params}
+    assert {n: p.type_ for n, p in by_name.items() if isinstance(p, bigquery.ScalarQueryParameter)} == {
+        "target_date": "DATE", "limit": "INT64", "ok": "BOOL", "score": "FLOAT64", "name": "STRING",
+        "at": "TIMESTAMP",
+    }
+    assert by_name["at"].value.tzinfo is not None  # naive datetimes are UTC instants
+    assert isinstance(by_name["ids"], bigquery.ArrayQueryParameter) and by_name["ids"].array_type == "STRING"
+    config = bigquery.QueryJobConfig(query_parameters=params)
+    assert config.query_parameters == params
+    assert config.to_api_repr()["query"]["queryParameters"]
+
+
+class _FakeJob:
+    def result(self):
+        return type("Rows", (), {"schema": [], "to_arrow": None})()
+
+
+class _FakeClient:
+    project = "my-project"
+
+    def __init__(self):
+        self.calls = []
+
+    def query(self, sql, job_config=None, location=None):
+        self.calls.append((sql, job_config, location))
+        return _FakeJob()
+
+
+def test_bigquery_runs_sql_files_untranspiled():
+    client = _FakeClient()
+    w = wh.BigQueryWarehouse(None, "prodml", "EU", client=client)
+    assert w.run_sql_file("recent_alerts", {"limit": 3}) is None  # fake result has no schema
+    sql, config, location = client.calls[0]
+    assert "FROM prodml.alerts" in sql and "LIMIT @limit" in sql and location == "EU"
+    assert [(p.name, p.type_, p.value) for p in config.query_parameters] == [("limit", "INT64", 3)]
