@@ -22,7 +22,7 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q uv==0.13.8
-	$(VENV)/bin/uv pip install --python $(PY) -r requirements.txt -c constraints.txt
+	$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode -r requirements.txt -c constraints.txt
 	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
 	touch $@
 

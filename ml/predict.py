@@ -45,7 +45,8 @@ def read_ahead_features(uri: str, schema: F.Schema) -> pa.Table:
     for file in files:
         header = file.open().readline().strip().split(",")
         tables.append(pacsv.read_csv(file, convert_options=pacsv.ConvertOptions(
-            column_types={k: v for k, v in types.items() if k in header}, strings_can_be_null=True)))
+            column_types={k: v for k, v in types.items() if k in header}, null_values=[""],
+            strings_can_be_null=True)))
     return pa.concat_tables(tables)
 
 

@@ -45,7 +45,7 @@ def read_csv(path: str, schema: F.Schema) -> pa.Table:
     try:
         return pacsv.read_csv(
             pa.BufferReader(data),
-            convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True),
+            convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise TransformError(f"{path}: {exc}") from None
