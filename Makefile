@@ -15,6 +15,7 @@ export AIRFLOW_CONN_FS_DEFAULT := {"conn_type":"fs","extra":{"path":"/"}}
 export GX_ANALYTICS_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: venv demo test lint airflow bench lock clean
 

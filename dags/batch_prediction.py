@@ -6,9 +6,10 @@ feature table (`forecast/dt=<date>/`), and the rows land in the warehouse table 
 replacing that date's partition (idempotent: a rerun or backfill never duplicates rows).
 
 **Target date**
-- scheduled and backfill runs (daily at 00:00 UTC): the run's logical date, i.e. the end of its
-  data interval: the run at the start of day D scores day D. `airflow backfill create --dag-id
-  batch_prediction --from-date A --to-date B` fills the tables for A..B.
+- scheduled and backfill runs (daily at 00:00 UTC): the run's logical date. The cron trigger
+  timetable makes the logical date the moment the run fires, so the run at the start of day D
+  scores day D, and `airflow backfill create --dag-id batch_prediction --from-date A --to-date B`
+  fills the tables for the dates A..B.
 - runs triggered by the champion Asset (a new model; such runs have no logical date in
   Airflow 3): the day after the newest complete landed partition, i.e. the next day to predict.
 - a manual run may set the `target_date` param (YYYY-MM-DD), which wins over both.
@@ -30,7 +31,7 @@ CONFIG = load()
 @dag(
     dag_id="batch_prediction",
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 0 * * *", timezone="UTC", interval=dt.timedelta(days=1)),
+        timetable=CronTriggerTimetable("0 0 * * *", timezone="UTC"),
         assets=[CHAMPION],
     ),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
@@ -44,12 +45,12 @@ CONFIG = load()
 )
 def batch_prediction():
     @task
-    def target_date(params=None, data_interval_end=None, logical_date=None) -> str:
+    def target_date(params=None, logical_date=None) -> str:
         from ml.prediction_job import resolve_target_date
 
         return resolve_target_date(
             explicit=(params or {}).get("target_date"),
-            interval_end=data_interval_end if logical_date is not None else None,
+            logical_date=logical_date,  # None for Asset-triggered runs
             landing_uri=CONFIG["storage"]["landing"],
         )
 

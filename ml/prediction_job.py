@@ -11,13 +11,13 @@ from ml.storage import join
 log = logging.getLogger(__name__)
 
 
-def resolve_target_date(explicit: str | None, interval_end: dt.datetime | None, landing_uri: str) -> str:
-    """Explicit param > the run's interval end (scheduled/backfill) > the day after the newest
-    complete landed partition (Asset-triggered runs have no logical date)."""
+def resolve_target_date(explicit: str | None, logical_date: dt.datetime | None, landing_uri: str) -> str:
+    """Explicit param > the run's logical date (scheduled/backfill/manual) > the day after the
+    newest complete landed partition (Asset-triggered runs have no logical date)."""
     if explicit:
         return dt.date.fromisoformat(explicit).isoformat()
-    if interval_end is not None:
-        return interval_end.date().isoformat()
+    if logical_date is not None:
+        return logical_date.date().isoformat()
     newest = landing.newest_partition(landing_uri)
     if newest is None:
         raise ValueError(f"no complete landed partition under {landing_uri}: cannot infer a target date; "

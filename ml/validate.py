@@ -38,7 +38,7 @@ from pathlib import Path
 
 from ml import features as F
 from ml.schema_check import DataError
-from ml.storage import to_path, to_uri
+from ml.storage import to_path
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -49,7 +49,7 @@ DEFAULT_LIMITS = {
 META_COLUMNS = ["_source_file", "_row_number", "_field", "_rule", "_reason"]
 NULLS = ("",)
 INT_RE = r"^[+-]?[0-9]+$"
-FLOAT_RE = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+FLOAT_RE = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 
 
 class FileRejected(DataError):
@@ -174,31 +174,38 @@ class _GX:
         except Exception:  # pragma: no cover - cosmetic only
             pass
         raw, typed = build_suites(schema, limits)
-        self.rules = {}
         self.suites = {}
         source = self.context.data_sources.add_pandas("prodml_landing")
         self.batch_defs = {}
         for kind, items in (("raw", raw), ("typed", typed)):
-            suite = self.context.suites.add(gx.ExpectationSuite(name=f"{schema.name}_{kind}"))
-            for expectation, rule in items:
-                added = suite.add_expectation(expectation)
-                self.rules[str(added.id)] = rule
-            self.suites[kind] = suite
+            # The rule travels in each expectation's `meta`; the suite is stored once, whole.
+            for expectation, (field_, rule, level) in items:
+                expectation.meta = {"field": field_, "rule": rule, "level": level}
+            suite = gx.ExpectationSuite(name=f"{schema.name}_{kind}", expectations=[e for e, _ in items])
+            self.suites[kind] = self.context.suites.add(suite)
             asset = source.add_dataframe_asset(kind)
             self.batch_defs[kind] = asset.add_batch_definition_whole_dataframe(kind)
 
     def run(self, kind: str, frame) -> list[tuple[tuple, dict, bool]]:
+        import warnings
+
         batch = self.batch_defs[kind].get_batch(batch_parameters={"dataframe": frame})
-        result = batch.validate(self.suites[kind], result_format={
-            "result_format": "COMPLETE", "unexpected_index_column_names": [],
-            "return_unexpected_index_query": False})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. pandas' "pattern has match groups"
+            result = self._validate(batch, kind)
         out = []
         for r in result.results:
             if r.exception_info and r.exception_info.get("raised_exception"):
                 raise RuntimeError(f"GX failed on {r.expectation_config.type}: "
                                    f"{r.exception_info.get('exception_message')}")
-            out.append((self.rules[str(r.expectation_config.id)], r.result or {}, bool(r.success)))
+            meta = r.expectation_config.meta or {}
+            out.append(((meta.get("field"), meta.get("rule"), meta.get("level")), r.result or {}, bool(r.success)))
         return out
+
+    def _validate(self, batch, kind: str):
+        return batch.validate(self.suites[kind], result_format={
+            "result_format": "COMPLETE", "unexpected_index_column_names": [],
+            "return_unexpected_index_query": False})
 
 
 # ------------------------------------------------------------------------------ one file
@@ -249,7 +256,7 @@ def _file_reason(rule: str, field_: str | None, result: dict, schema: F.Schema, 
     if rule == "row_count":
         return f"row count {result.get('observed_value')} outside {list(schema.row_count)}"
     if rule == "presence":
-        share = 1 - result.get("unexpected_percent", 0) / 100
+        share = 1 - (result.get("unexpected_percent") or 0) / 100
         return f"only {share:.1%} of rows have a value; the schema wants >= {schema.feature(field_).presence:.0%}"
     if rule == "oov_rate":
         return f"out-of-vocabulary rate {result.get('unexpected_percent', 0) / 100:.1%} above the limit"
@@ -280,6 +287,8 @@ def _validate_one(path: Path, schema: F.Schema, gxr: _GX, limits: dict) -> dict:
         file_rule = FileRejected(file, "encoding", detail=parsed.encoding_error)
     elif not parsed.header:
         file_rule = FileRejected(file, "empty file (no header)", row=1)
+    elif n == 0:
+        file_rule = FileRejected(file, "file has a header but no rows", row=1)
     else:
         raw = _raw_frame(parsed)
         results = gxr.run("raw", raw)
@@ -290,9 +299,9 @@ def _validate_one(path: Path, schema: F.Schema, gxr: _GX, limits: dict) -> dict:
         results.sort(key=lambda item: rank.get(item[0][1], 2))
         for (field_, rule, level), result, ok in results:
             if rule == "oov_rate":
-                stats["oov_rate"][field_] = round(result.get("unexpected_percent", 0.0) / 100, 6)
+                stats["oov_rate"][field_] = round((result.get("unexpected_percent") or 0.0) / 100, 6)
             if rule in ("presence", "not_null"):
-                stats["null_fraction"][field_] = round(result.get("unexpected_percent", 0.0) / 100, 6)
+                stats["null_fraction"][field_] = round((result.get("unexpected_percent") or 0.0) / 100, 6)
             if ok:
                 continue
             if level == "file":
@@ -314,8 +323,6 @@ def _validate_one(path: Path, schema: F.Schema, gxr: _GX, limits: dict) -> dict:
                     continue
                 row_failures.setdefault(i, []).append(
                     (field_, rule, f"{field_}: {rule} (value {_fmt(value)})"))
-        if file_rule is None and n == 0:
-            file_rule = FileRejected(file, "file has a header but no rows", row=1)
 
     bad = len(row_failures)
     limit = float(limits["max_bad_row_fraction"])
@@ -358,6 +365,11 @@ def _validate_one(path: Path, schema: F.Schema, gxr: _GX, limits: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- public API
+
+
+def to_uri(path: Path) -> str:
+    """file:// URI without percent-encoding (ml.storage.to_path does not decode '=' in dt=...)."""
+    return "file://" + str(Path(path).resolve())
 
 
 def _out_name(path: Path) -> str:

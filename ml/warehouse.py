@@ -19,6 +19,7 @@ import datetime as dt
 import decimal
 import io
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -105,18 +106,34 @@ class Warehouse:
         self.close()
 
 
+def _connect_waiting_for_lock(path: str, timeout_s: float):
+    import duckdb
+
+    """DuckDB allows one writing process per file. Airflow runs tasks in separate processes, and
+    warehouse writes are short, so wait for the lock (with backoff) instead of failing the task."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(path)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 class DuckDBWarehouse(Warehouse):
     """A DuckDB file; the BigQuery dataset becomes a DuckDB schema of the same name."""
 
-    def __init__(self, path: str | Path, dataset: str, sql_dir: str | Path = SQL_DIR):
-        import duckdb
-
+    def __init__(self, path: str | Path, dataset: str, sql_dir: str | Path = SQL_DIR,
+                 lock_timeout_s: float = 120.0):
         self.path = str(path)
         self.dataset = _check_ident(dataset, "dataset")
         self.sql_dir = Path(sql_dir)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(self.path)
+        self.con = _connect_waiting_for_lock(self.path, lock_timeout_s)
         # BigQuery TIMESTAMP is an absolute UTC instant; sqlglot maps it to TIMESTAMPTZ, so pin the
         # session zone to UTC: results come back tz=UTC and naive datetimes are read as UTC.
         self.con.execute("SET TimeZone = 'UTC'")

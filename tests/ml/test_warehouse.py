@@ -174,3 +174,25 @@ def test_bigquery_runs_sql_files_untranspiled():
     sql, config, location = client.calls[0]
     assert "FROM prodml.alerts" in sql and "LIMIT @limit" in sql and location == "EU"
     assert [(p.name, p.type_, p.value) for p in config.query_parameters] == [("limit", "INT64", 3)]
+
+
+def test_a_second_writer_waits_for_the_duckdb_lock(tmp_path):
+    """Airflow tasks are separate processes; DuckDB allows one writer per file: the second waits."""
+    import subprocess
+    import sys
+    import time
+
+    from ml.warehouse import DuckDBWarehouse
+
+    path = tmp_path / "wh.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import duckdb, time, sys; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); time.sleep(2)"),
+        str(path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    start = time.monotonic()
+    wh = DuckDBWarehouse(path, "prodml", lock_timeout_s=30)
+    waited = time.monotonic() - start
+    wh.ensure_tables()
+    wh.close()
+    holder.wait()
+    assert waited > 0.5  # it did wait for the other process instead of failing

@@ -1,0 +1,87 @@
+"""Thin operators for data validation and drift: `execute` makes one call into `ml/` and returns
+a small dict (URIs and counts) for XCom. `ml` is imported inside `execute` only, so DAG files
+that import these operators parse fast."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from airflow.sdk import BaseOperator
+
+
+class ValidateDataOperator(BaseOperator):
+    """Validate landed CSVs against the schema (Great Expectations suite generated from it).
+
+    Bad rows go to `quarantine_uri`, good rows to `accepted_uri`; a rejected file fails the task
+    with a message naming file, row, field and rule (raw files are never touched)."""
+
+    template_fields: Sequence[str] = ("files", "schema_path", "quarantine_uri", "accepted_uri", "limits")
+
+    def __init__(self, *, files, schema_path: str, quarantine_uri: str, accepted_uri: str | None = None,
+                 limits: dict | None = None, fail_on_reject: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.files = files
+        self.schema_path = schema_path
+        self.quarantine_uri = quarantine_uri
+        self.accepted_uri = accepted_uri
+        self.limits = limits
+        self.fail_on_reject = fail_on_reject
+
+    def execute(self, context) -> dict:
+        from ml import validate
+
+        summary = validate.validate_files(self.files, self.schema_path, self.quarantine_uri, self.limits,
+                                          accepted_uri=self.accepted_uri)
+        self.log.info("%s", validate.verdict(summary))
+        if self.fail_on_reject:
+            validate.check(summary)  # raises FileRejected (a DataError): the run stops here
+        return {key: summary[key] for key in ("ok", "rows_in", "rows_accepted", "rows_quarantined",
+                                              "accepted", "quarantine", "rejected")}
+
+
+class DriftCheckOperator(BaseOperator):
+    """Compare new data with the reference statistics stored on a model version (default: the
+    champion). Every score goes to `drift_scores`; breaches raise alerts; the HTML report is
+    written to `report_uri`. Fails the task on drift only when `fail_on_drift` is set."""
+
+    template_fields: Sequence[str] = ("data", "schema_path", "registry_root", "version", "report_uri",
+                                      "data_date", "thresholds")
+
+    def __init__(self, *, data, schema_path: str, registry_root: str, warehouse: dict | None = None,
+                 version: str = "champion", report_uri: str | None = None, data_date: str | None = None,
+                 thresholds: dict | None = None, fail_on_drift: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.data = data
+        self.schema_path = schema_path
+        self.registry_root = registry_root
+        self.warehouse = warehouse  # the profile's `warehouse:` section
+        self.version = version
+        self.report_uri = report_uri
+        self.data_date = data_date
+        self.thresholds = thresholds
+        self.fail_on_drift = fail_on_drift
+
+    def execute(self, context) -> dict:
+        from ml import drift, registry
+        from ml.warehouse import connect
+
+        version = registry.get(self.registry_root, self.version)["version"]
+        reference = drift.load_reference(self.registry_root, version)
+        run_id = context["run_id"] if context and "run_id" in context else None
+        warehouse = connect(self.warehouse) if self.warehouse else None
+        try:
+            result = drift.check_drift(reference, self.data, self.schema_path, warehouse=warehouse,
+                                       thresholds=self.thresholds, run_id=run_id, data_date=self.data_date,
+                                       model_version=version, source=f"{self.dag_id}.{self.task_id}",
+                                       report_path=self.report_uri)
+        finally:
+            if warehouse is not None:
+                warehouse.close()
+        self.log.info("%s", drift.verdict(result))
+        if result.get("report"):
+            self.log.info("drift report: %s", result["report"])
+        if self.fail_on_drift and not result["ok"]:
+            raise RuntimeError(drift.verdict(result))
+        return {"ok": result["ok"], "drifted": result["drifted"], "leakage": result["leakage"],
+                "drifted_share": result["drifted_share"], "report": result.get("report"),
+                "model_version": version, "run_id": result["run_id"]}

@@ -1,0 +1,91 @@
+"""Drive `airflow standalone` from a test: start it, wait until healthy, run a CLI, stop with SIGINT.
+
+Used for what only the scheduler does (backfills); everything else uses dag.test().
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _cli(*args: str, timeout: int = 120, attempts: int = 6) -> str:
+    """Run an airflow CLI command; retry while SQLite is locked by the running scheduler
+    (SQLite has one writer at a time: a local-profile limit, not a problem on Composer's Postgres)."""
+    for attempt in range(attempts):
+        result = subprocess.run([AIRFLOW, *args], capture_output=True, text=True, timeout=timeout)
+        if result.returncode == 0:
+            return result.stdout
+        if "database is locked" not in result.stderr or attempt == attempts - 1:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        time.sleep(2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _backfill_runs(dag_id: str) -> list[tuple[str, str]]:
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+    from airflow.utils.types import DagRunType
+
+    with create_session() as session:
+        runs = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_type == DagRunType.BACKFILL_JOB)
+        return [(r.run_id, str(r.state)) for r in runs]
+
+
+def run_backfill(dag_id: str, from_date: str, to_date: str, log_dir: Path, port: int = 8089,
+                 timeout: int = 420) -> list[tuple[str, str]]:
+    # standalone starts its components as `airflow ...` subprocesses: the venv's bin must be on PATH
+    env = {**os.environ, "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__HOST": "127.0.0.1",
+           # task processes report to the execution API: it must name the port we picked
+           "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+           "AIRFLOW__CORE__PARALLELISM": "2", "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5"}
+    log = open(log_dir / "standalone.log", "w")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen([AIRFLOW, "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not _healthy(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"airflow standalone did not come up; see {log_dir / 'standalone.log'}")
+            time.sleep(2)
+        _cli("dags", "reserialize")
+        _cli("dags", "unpause", dag_id)
+        before = {r for r, _ in _backfill_runs(dag_id)}
+        _cli("backfill", "create", "--dag-id", dag_id, "--from-date", from_date, "--to-date", to_date,
+             "--max-active-runs", "1", "--reprocess-behavior", "completed")
+        deadline = time.monotonic() + timeout
+        while True:
+            runs = [r for r in _backfill_runs(dag_id) if r[0] not in before]
+            if runs and all(state in ("success", "failed") for _, state in runs):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"backfill runs still not done: {runs}")
+            time.sleep(3)
+        failed = [r for r in runs if r[1] != "success"]
+        if failed:
+            raise RuntimeError(f"backfill runs failed: {failed}; see {log_dir}")
+        return runs
+    finally:
+        _cli("dags", "pause", dag_id)
+        os.killpg(proc.pid, signal.SIGINT)  # SIGINT stops standalone cleanly; SIGTERM orphans children
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
