@@ -20,6 +20,7 @@ def alert_on_failure(context) -> None:
     wh = None
     try:
         wh = warehouse.connect(config.load()["warehouse"])
+        wh.ensure_tables()
     except Exception as exc:  # the alert must still reach the log if the warehouse is down
         log.warning("alert warehouse unavailable: %s", exc)
     try:

@@ -5,7 +5,6 @@ gcp-only imports stay inside the gcp branches, so DAG files parse without google
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from ml.config import PROJECT_ROOT
@@ -14,8 +13,10 @@ TRANSFORM_PY = str(Path(PROJECT_ROOT) / "ml" / "transform.py")
 
 
 def beam_transform(config: dict, *, task_id: str, inputs, output: str):
-    """Beam transform through the Apache Beam provider: FnApiRunner locally, Dataflow on gcp."""
-    from airflow.providers.apache.beam.operators.beam import BeamRunPythonPipelineOperator
+    """The Beam transform (`ml/transform.py`, one `run(argv)`): Dataflow through the Apache Beam
+    provider on gcp; locally the same entry point on the pinned FnApiRunner in a subprocess (the
+    provider's module imports the Google hooks, ~1 s, which DAG parsing must not pay locally)."""
+    from prodml_airflow.operators import PythonModuleOperator
 
     beam = config["beam"]
     options = {
@@ -26,18 +27,18 @@ def beam_transform(config: dict, *, task_id: str, inputs, output: str):
         "num_shards": beam["num_shards"],
         **beam.get("options", {}),
     }
-    kwargs = {}
     if config["profile"] == "gcp":
+        from airflow.providers.apache.beam.operators.beam import BeamRunPythonPipelineOperator
         from airflow.providers.google.cloud.operators.dataflow import DataflowConfiguration
 
-        kwargs["dataflow_config"] = DataflowConfiguration(
-            job_name=f"prodml-{task_id}", project_id=config["project"], location=config["region"],
-            gcp_conn_id=config["gcp_conn_id"], wait_until_finished=True)
-        options["setup_file"] = str(Path(PROJECT_ROOT) / "setup.py")
-    else:
-        kwargs["py_interpreter"] = sys.executable  # the venv's python, which has ml/ installed
-    return BeamRunPythonPipelineOperator(
-        task_id=task_id, py_file=TRANSFORM_PY, runner=beam["runner"], pipeline_options=options, **kwargs)
+        options["setup_file"] = str(Path(PROJECT_ROOT) / "setup.py")  # ships ml/ to the workers
+        return BeamRunPythonPipelineOperator(
+            task_id=task_id, py_file=TRANSFORM_PY, runner=beam["runner"], pipeline_options=options,
+            dataflow_config=DataflowConfiguration(
+                job_name=f"prodml-{task_id}", project_id=config["project"], location=config["region"],
+                gcp_conn_id=config["gcp_conn_id"], wait_until_finished=True))
+    return PythonModuleOperator(task_id=task_id, module="ml.transform",
+                                args={**options, "runner": beam["runner"]}, output_uri=output)
 
 
 def train_model(config: dict, *, task_id: str, trainer_args: dict, output: str):
@@ -56,6 +57,7 @@ def train_model(config: dict, *, task_id: str, trainer_args: dict, output: str):
             args=[*args, f"--output={output}"], machine_type=training["machine_type"],
             accelerator_type=training["accelerator_type"], accelerator_count=training["accelerator_count"],
             gcp_conn_id=config["gcp_conn_id"])
-    from prodml_airflow.operators import LocalTrainingOperator
+    from prodml_airflow.operators import PythonModuleOperator
 
-    return LocalTrainingOperator(task_id=task_id, trainer_args=trainer_args, output_uri=output)
+    return PythonModuleOperator(task_id=task_id, module="ml.trainer", args={**trainer_args, "output": output},
+                                output_uri=output)
