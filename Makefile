@@ -30,7 +30,7 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	$(PY) -m ml.demo
+	$(PY) scripts/demo.py
 
 test: venv
 	$(VENV)/bin/ruff check .

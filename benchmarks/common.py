@@ -73,18 +73,26 @@ def timed(fn, repeat: int = 1, warmup: int = 0):
     return statistics.median(times), times, out
 
 
-def figure(name: str, baseline_s: float, ours_s: float, rows: int, *, aim: float | None = None,
+def figure(name: str, baseline_s: float, ours_s: float, rows: int | None, *, aim: float | None = None,
            baseline: str = "", ours: str = "", note: str = "", baseline_rows: int | None = None) -> dict:
     """One comparison. Times are for the same work; when the baseline ran on fewer rows
     (`baseline_rows`), the ratio compares throughputs (rows/s)."""
-    baseline_rows = baseline_rows or rows
-    base_rps = baseline_rows / baseline_s if baseline_s else float("inf")
-    ours_rps = rows / ours_s if ours_s else float("inf")
-    ratio = ours_rps / base_rps
+    if rows is None:  # not a throughput (e.g. parsing one file): compare times
+        base_rps = ours_rps = None
+        ratio = baseline_s / ours_s
+    else:
+        baseline_rows = baseline_rows or rows
+        base_rps = round(baseline_rows / baseline_s, 1)
+        ours_rps = round(rows / ours_s, 1)
+        ratio = (rows / ours_s) / (baseline_rows / baseline_s)
     return {"figure": name, "baseline": baseline, "ours": ours, "rows": rows, "baseline_rows": baseline_rows,
             "baseline_s": round(baseline_s, 4), "ours_s": round(ours_s, 4), "ratio": round(ratio, 2),
-            "baseline_rows_per_s": round(base_rps, 1), "ours_rows_per_s": round(ours_rps, 1),
+            "baseline_rows_per_s": base_rps, "ours_rows_per_s": ours_rps,
             "aim": aim, "met": None if aim is None else ratio >= aim, "note": note}
+
+
+def _rate(value) -> str:
+    return "-" if value is None else f"{value:,.0f}"
 
 
 def machine() -> dict:
@@ -109,7 +117,7 @@ def print_table(title: str, figures: list[dict]) -> None:
         aim = "" if f["aim"] is None else f"≥{f['aim']:g}x {'ok' if f['met'] else 'MISS'}"
         base = f"{f['baseline_s']:.3f}" + ("" if f["baseline_rows"] == f["rows"] else f" ({f['baseline_rows']} rows)")
         rows.append((f["figure"], base, f"{f['ours_s']:.3f}", f"{f['ratio']:.1f}x", aim,
-                     f"{f['ours_rows_per_s']:,.0f}", f"{f['baseline_rows_per_s']:,.0f}"))
+                     _rate(f["ours_rows_per_s"]), _rate(f["baseline_rows_per_s"])))
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, *rows]:
         print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths,

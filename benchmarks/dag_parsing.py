@@ -8,7 +8,7 @@ parse Airflow itself does. The twin is the same file with `import tensorflow` an
 `import apache_beam` inserted after its `from __future__` line, in a temporary folder.
 Cross-check: `airflow dags report` over dags/ and over the twins' folder (--no-report skips it).
 
-    python -m benchmarks.dag_parsing [--repeat 3] [--no-report]
+    python -m benchmarks.dag_parsing [--repeat 3] [--twin-repeat 1] [--no-report]
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def make_twin(src: Path, folder: Path) -> Path:
 
 def parse_once(path: Path, tmp: Path) -> dict:
     code = _PROBE.format(root=str(ROOT), home=str(tmp / "airflow_home"), data=str(tmp / "data"), path=str(path))
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONDONTWRITEBYTECODE": "1",
+           "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300"}  # measure the twin, do not cap it
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     for line in proc.stdout.splitlines():
         if line.startswith("PARSE_RESULT "):
@@ -66,9 +67,10 @@ def parse_once(path: Path, tmp: Path) -> dict:
 
 def dags_report(dags_folder: Path, tmp: Path) -> dict:
     """`airflow dags report -o json` for a folder: {file name: duration seconds}."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300"}
     setup = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from scripts import airflow_env; "
              f"airflow_env.apply(airflow_home={str(tmp / 'airflow_home')!r}, data_dir={str(tmp / 'data')!r}); "
+             "airflow_env.init_db(); "
              f"import os; os.environ['AIRFLOW__CORE__DAGS_FOLDER'] = {str(dags_folder)!r}; "
              "from airflow.__main__ import main; sys.argv = ['airflow', 'dags', 'report', '-o', 'json']; main()")
     proc = subprocess.run([sys.executable, "-c", setup], capture_output=True, text=True, env=env, timeout=300)
@@ -98,7 +100,7 @@ def _seconds(text: str) -> float | None:
         return None
 
 
-def run(repeat: int = 3, report: bool = True, files: list[Path] | None = None) -> dict:
+def run(repeat: int = 3, report: bool = True, files: list[Path] | None = None, twin_repeat: int = 1) -> dict:
     files = files or sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
     figures, details = [], {}
     with tempfile.TemporaryDirectory(prefix="bench-dags-") as tmp:
@@ -108,10 +110,10 @@ def run(repeat: int = 3, report: bool = True, files: list[Path] | None = None) -
         for src in files:
             twin = make_twin(src, twins)
             ours = [parse_once(src, tmp) for _ in range(repeat)]
-            naive = [parse_once(twin, tmp) for _ in range(repeat)]
+            naive = [parse_once(twin, tmp) for _ in range(twin_repeat)]
             ours_s = statistics.median(r["s"] for r in ours)
             naive_s = statistics.median(r["s"] for r in naive)
-            f = figure(f"B3 parse {src.name}", naive_s, ours_s, 1, aim=10,
+            f = figure(f"B3 parse {src.name}", naive_s, ours_s, None, aim=10,
                        baseline="twin with top-level tensorflow + apache_beam", ours=f"dags/{src.name}",
                        note=f"ours {ours_s:.3f} s {'<' if ours_s < 0.5 else '>='} 0.5 s budget")
             f["under_half_second"] = ours_s < 0.5
@@ -122,7 +124,7 @@ def run(repeat: int = 3, report: bool = True, files: list[Path] | None = None) -
         cross = {}
         if report:
             cross = {"ours": dags_report(DAGS, tmp), "twins": dags_report(twins, tmp)}
-    result = {"repeat": repeat, "figures": figures, "files": details, "dags_report": cross,
+    result = {"repeat": repeat, "twin_repeat": twin_repeat, "figures": figures, "files": details, "dags_report": cross,
               "all_under_half_second": all(f["under_half_second"] for f in figures)}
     print_table("B3 DAG parsing (fresh process each; airflow pre-imported; DagBag per file)", figures)
     if cross:
@@ -134,9 +136,11 @@ def run(repeat: int = 3, report: bool = True, files: list[Path] | None = None) -
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.dag_parsing", description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--twin-repeat", type=int, default=1,
+                        help="the twin takes seconds (tensorflow import): one sample is plenty for the ratio")
     parser.add_argument("--no-report", action="store_true", help="skip the `airflow dags report` cross-check")
     args = parser.parse_args(argv)
-    return run(args.repeat, not args.no_report)
+    return run(args.repeat, not args.no_report, twin_repeat=args.twin_repeat)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ def apply(airflow_home: str | Path | None = None, data_dir: str | Path | None = 
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW_CONN_FS_DEFAULT": '{"conn_type":"fs","extra":{"path":"/"}}',
         "GX_ANALYTICS_ENABLED": "false",
         "TF_CPP_MIN_LOG_LEVEL": "2",

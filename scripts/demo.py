@@ -1,0 +1,141 @@
+"""`make demo`: the traffic scenario end to end on the local profile, through real Airflow.
+
+1. simulate two weeks of city traffic sensors into the landing area (+ a week of forecasts)
+2. `airflow dags test static_training`  (validate → Beam transform → train → evaluate → register)
+3. `airflow dags test batch_prediction` (champion × next day's known-ahead features → DuckDB)
+4. a summary built from the registry and the warehouse
+
+Each DAG runs as `airflow dags test` in a subprocess (its full log goes to a file); this script
+follows the run in the Airflow metadata DB and prints each task as it starts and ends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
+
+from scripts import airflow_env  # noqa: E402
+
+DATA = ROOT / ".prodml"  # the local profile's default data folder: `python -m ml.registry list` sees it
+LOGS = DATA / "logs"
+START = dt.date(2026, 11, 2)
+DAYS = 14
+SENSORS = 200
+SEED = 42
+TRAIN_DATE = START + dt.timedelta(days=DAYS)  # static_training's window ends here
+PREDICT_DATE = TRAIN_DATE  # the first day without observations: the day to predict
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def task_states(dag_id: str, known_runs: set[str]) -> dict[str, tuple[str | None, float | None]]:
+    from airflow.models import DagRun, TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = (session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id.notin_(known_runs))
+               .order_by(DagRun.id.desc()).first())
+        if run is None:
+            return {}
+        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id)
+        return {ti.task_id: (str(ti.state) if ti.state else None, ti.duration) for ti in tis}
+
+
+def existing_runs(dag_id: str) -> set[str]:
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return {r for (r,) in session.query(DagRun.run_id).filter(DagRun.dag_id == dag_id)}
+
+
+def run_dag(dag_id: str, logical_date: dt.date) -> None:
+    """`airflow dags test` in a subprocess, printing task starts/ends as the DB records them."""
+    log_path = LOGS / f"{dag_id}.log"
+    say(f"▶ {dag_id} (logical date {logical_date}) — full log: {log_path.relative_to(ROOT)}")
+    known_runs = existing_runs(dag_id)
+    started = time.monotonic()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("airflow")), "dags", "test", dag_id,
+                                 logical_date.isoformat()], stdout=log, stderr=subprocess.STDOUT)
+        seen: dict[str, str | None] = {}
+        while True:
+            done = proc.poll() is not None
+            for task_id, (state, duration) in task_states(dag_id, known_runs).items():
+                if seen.get(task_id) == state:
+                    continue
+                seen[task_id] = state
+                if state == "running":
+                    say(f"    ▶ {task_id}")
+                elif state in ("success", "failed", "upstream_failed", "skipped"):
+                    mark = "✓" if state == "success" else "✗"
+                    say(f"    {mark} {task_id}: {state}" + (f" in {duration:.1f}s" if duration else ""))
+            if done:
+                break
+            time.sleep(1)
+    if proc.returncode != 0 or any(s not in ("success", "skipped") for s in seen.values()):
+        say(f"✗ {dag_id} failed; the last lines of {log_path}:")
+        print("".join(log_path.read_text().splitlines(keepends=True)[-40:]))
+        raise SystemExit(1)
+    say(f"✓ {dag_id} done in {time.monotonic() - started:.0f}s")
+
+
+def summary(config: dict) -> None:
+    from ml import registry, warehouse
+
+    champion = registry.get(config["registry"]["root"], "champion")
+    m = champion["metrics"]
+    print("\n" + "=" * 78)
+    print(f"champion model      {champion['version']}  (trained on {champion['data_range']['start']} .. "
+          f"{champion['data_range']['end']}, parent {champion.get('parent_version')})")
+    print(f"eval AUC            {m['auc']:.3f}    cost-weighted error {m['cost_weighted_error']:.3f}   "
+          f"(threshold {m['threshold']:.3f}, {m['n']} eval rows)")
+    print("by road type        " + "   ".join(
+        f"{k}: AUC {v['auc']:.3f}" for k, v in m["slices"]["road_type"].items() if v["auc"] is not None))
+    wh = warehouse.connect(config["warehouse"])
+    try:
+        counts = wh.run_sql_file("prediction_counts", {"target_date": PREDICT_DATE.isoformat()}).to_pylist()[0]
+    finally:
+        wh.close()
+    print(f"predictions         {counts['n_rows']} rows for {PREDICT_DATE} ({counts['n_sensors']} sensors × 24 h), "
+          f"mean score {counts['mean_score']:.3f}, model {counts['model_version']}")
+    print(f"artifacts           {config['storage']['artifacts']}")
+    print(f"registry            {config['registry']['root']}   (python -m ml.registry list)")
+    print(f"warehouse           {config['warehouse']['path']}  (table {config['warehouse']['dataset']}.predictions)")
+    print("browse the runs     make airflow  →  http://127.0.0.1:8080 (user admin; password printed at start)")
+    print("=" * 78)
+
+
+def main() -> None:
+    total = time.monotonic()
+    shutil.rmtree(DATA, ignore_errors=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    airflow_env.apply(data_dir=DATA)
+    from ml import config as config_module
+    from ml import simulate
+
+    config = config_module.load("local")
+    say("preparing the Airflow metadata DB (SQLite, airflow_home/)")
+    airflow_env.init_db()
+
+    say(f"▶ simulate {DAYS} days × {SENSORS} sensors from {START} (seed {SEED})")
+    simulate.simulate(config["storage"]["bucket"], START.isoformat(), DAYS, SEED, sensors=SENSORS)
+    say(f"✓ landing area: {config['storage']['landing']}")
+
+    run_dag("static_training", TRAIN_DATE)
+    run_dag("batch_prediction", PREDICT_DATE)
+    summary(config)
+    say(f"demo finished in {time.monotonic() - total:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
