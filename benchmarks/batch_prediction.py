@@ -53,7 +53,7 @@ def trained_model(rows: int = MODEL_ROWS, epochs: int = MODEL_EPOCHS) -> dict:
 
 def _writable(path: Path) -> None:
     """The registry makes versions read-only; give write access back so the temp dir can go."""
-    for dirpath, dirnames, filenames in os.walk(path):
+    for dirpath, _dirnames, filenames in os.walk(path):
         os.chmod(dirpath, stat.S_IRWXU)
         for name in filenames:
             os.chmod(os.path.join(dirpath, name), stat.S_IRUSR | stat.S_IWUSR)

@@ -74,13 +74,10 @@ def dags_report(dags_folder: Path, tmp: Path) -> dict:
              f"import os; os.environ['AIRFLOW__CORE__DAGS_FOLDER'] = {str(dags_folder)!r}; "
              "from airflow.__main__ import main; sys.argv = ['airflow', 'dags', 'report', '-o', 'json']; main()")
     proc = subprocess.run([sys.executable, "-c", setup], capture_output=True, text=True, env=env, timeout=300)
-    start = proc.stdout.find("[")
-    if proc.returncode or start < 0:
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("[{")]
+    if proc.returncode or not lines:
         return {"error": (proc.stderr or proc.stdout)[-1000:]}
-    try:
-        rows = json.loads(proc.stdout[start:])
-    except json.JSONDecodeError:
-        return {"error": proc.stdout[-1000:]}
+    rows = json.loads(lines[-1])
     out = {}
     for row in rows:
         name = Path(str(row.get("file", ""))).name

@@ -4,10 +4,14 @@
 Full retrain on a fixed window of landed data (the course's *static training*: physics-like
 problems, or a weekly refresh).
 
-`find_data` (complete partitions in the window ending at the run's logical date) → `check_schema`
-→ `transform` (Beam: parse, clean, statistics, sharded TFRecords, hash split by sensor) → `train`
+`find_data` (complete partitions in the window ending at the run's logical date) → `validate`
+(Great Expectations suite generated from the schema; bad rows → quarantine with their reason; a
+file over the violation limit stops the run here, before any training) → `drift` (against the
+champion's reference statistics; every score → `drift_scores`, breaches → alerts; HTML report) and
+`transform` (Beam: parse, clean, statistics, sharded TFRecords, hash split by sensor) → `train`
 (`ml.trainer`) → `evaluate` (AUC, cost-weighted error, by road type) → `register_and_promote`
-(moves the `champion` alias; emits the champion Asset, which triggers `batch_prediction`).
+(stores the reference statistics with the version, moves the `champion` alias and emits the
+champion Asset, which triggers `batch_prediction`).
 
 Artifacts: `<artifacts>/static_training/<ds_nodash>/`, so a rerun of the same interval overwrites
 its own outputs and nothing else.
@@ -21,6 +25,7 @@ from airflow.sdk import CronTriggerTimetable, dag, task
 from prodml_airflow.assets import CHAMPION
 from prodml_airflow.defaults import DEFAULT_ARGS
 from prodml_airflow.tasks import beam_transform, train_model
+from prodml_airflow.validation import DriftCheckOperator, ValidateDataOperator
 
 from ml.config import load
 
@@ -51,18 +56,27 @@ def static_training():
                              f"under {CONFIG['storage']['landing']}")
         return {"dates": sorted(found), "files": [f for files in found.values() for f in files]}
 
-    @task
-    def check_schema(data: dict) -> list[str]:
-        from ml import features, schema_check
-
-        schema = features.load_schema(CONFIG["schema_path"])
-        rows = sum(schema_check.check_file(f, schema) for f in data["files"])
-        print(f"{len(data['files'])} files, {rows} rows match the schema")
-        return data["files"]
-
     found = find_data()
-    files = check_schema(found)
-    transform = beam_transform(CONFIG, task_id="transform", inputs=files, output=RUN_DIR + "/transform")
+    validate = ValidateDataOperator(
+        task_id="validate",
+        files=found["files"],
+        schema_path=CONFIG["schema_path"],
+        quarantine_uri=CONFIG["storage"]["quarantine"] + "/static_training/{{ ds_nodash }}",
+        accepted_uri=RUN_DIR + "/accepted",
+        limits=CONFIG["validation"],
+        multiple_outputs=True,  # downstream tasks take validate.output["accepted"]
+    )
+    DriftCheckOperator(
+        task_id="drift",
+        data=validate.output["accepted"],
+        schema_path=CONFIG["schema_path"],
+        registry_root=CONFIG["registry"]["root"],
+        warehouse=CONFIG["warehouse"],
+        report_uri=RUN_DIR + "/drift_report.html",
+        data_date="{{ ds }}",
+    )
+    transform = beam_transform(CONFIG, task_id="transform", inputs=validate.output["accepted"],
+                               output=RUN_DIR + "/transform")
 
     train = train_model(
         CONFIG, task_id="train", output=RUN_DIR + "/candidate",
@@ -99,8 +113,8 @@ def static_training():
                               slice_by=e["slice_by"])
 
     @task(outlets=[CHAMPION])
-    def register_and_promote(candidate: str, metrics: dict, data: dict) -> dict:
-        from ml import features, registry
+    def register_and_promote(candidate: str, metrics: dict, data: dict, validated: dict) -> dict:
+        from ml import drift, features, registry
         from ml.storage import to_path
 
         root = CONFIG["registry"]["root"]
@@ -116,6 +130,8 @@ def static_training():
             "trained_by": "static_training",
             "artifacts": candidate.rsplit("/", 1)[0],
         })
+        # The reference statistics of this model's training data: what drift checks compare with.
+        drift.store_reference(root, version, validated["accepted"], CONFIG["schema_path"], CONFIG["drift"])
         registry.promote(root, version, reason="static_training")
         print(f"registered and promoted {version}: AUC {metrics['auc']:.3f}")
         return {"version": version, "auc": metrics["auc"]}
@@ -123,7 +139,7 @@ def static_training():
     checkpoint = champion_checkpoint()
     [transform, checkpoint] >> train
     metrics = evaluate(train.output)
-    register_and_promote(train.output, metrics, found)
+    register_and_promote(train.output, metrics, found, validate.output)
 
 
 static_training()

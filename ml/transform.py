@@ -198,9 +198,14 @@ def _read_json(path: str):
         return json.loads(handle.read())
 
 
+def beam_path(uri: str) -> str:
+    """Beam's FileSystems know local paths and gs://, not file:// URIs."""
+    return uri[len("file://"):] if uri.startswith("file://") else uri
+
+
 def expand_inputs(patterns: list[str]) -> list[str]:
     files = []
-    for pattern in patterns:
+    for pattern in map(beam_path, patterns):
         matched = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
         if not matched:
             raise TransformError(f"no input files match {pattern}")
@@ -218,9 +223,7 @@ def run(argv: list[str] | None = None) -> dict:
     args, beam_args = parser.parse_known_args(argv)
     if not any(a.startswith("--runner") for a in beam_args):
         beam_args.append("--runner=FnApiRunner")  # DirectRunner downloads Prism: never default to it
-    output = args.output.rstrip("/")
-    if output.startswith("file://"):
-        output = output[len("file://"):]
+    output = beam_path(args.output.rstrip("/"))
     files = expand_inputs(args.input)
     options = PipelineOptions(beam_args, save_main_session=False)
     with beam.Pipeline(options=options) as p:

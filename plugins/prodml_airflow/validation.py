@@ -62,14 +62,21 @@ class DriftCheckOperator(BaseOperator):
         self.fail_on_drift = fail_on_drift
 
     def execute(self, context) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from ml import drift, registry
         from ml.warehouse import connect
 
-        version = registry.get(self.registry_root, self.version)["version"]
-        reference = drift.load_reference(self.registry_root, version)
+        try:
+            version = registry.get(self.registry_root, self.version)["version"]
+            reference = drift.load_reference(self.registry_root, version)
+        except registry.RegistryError as exc:  # the very first model: nothing to compare against yet
+            raise AirflowSkipException(f"no reference statistics to compare with: {exc}") from None
         run_id = context["run_id"] if context and "run_id" in context else None
         warehouse = connect(self.warehouse) if self.warehouse else None
         try:
+            if warehouse is not None:
+                warehouse.ensure_tables()
             result = drift.check_drift(reference, self.data, self.schema_path, warehouse=warehouse,
                                        thresholds=self.thresholds, run_id=run_id, data_date=self.data_date,
                                        model_version=version, source=f"{self.dag_id}.{self.task_id}",

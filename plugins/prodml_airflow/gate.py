@@ -1,0 +1,172 @@
+"""The model gate as a thin operator, and the Vertex AI alias moves for the gcp profile.
+
+`GateOperator.execute` makes one call (`ml.gate.evaluate_gate`), stores the blessing record with
+the registered candidate and returns a small dict. A failed gate is a *result*, not an error: the
+task succeeds with decision "fail" so the DAG can branch (keep the champion, alert).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from airflow.sdk import BaseOperator
+
+
+def _load_json(value):
+    """A dict as is; a JSON string parsed; any other string read as a JSON file URI; None/'' → None."""
+    import json
+
+    if value is None or isinstance(value, dict):
+        return value
+    text = str(value).strip()
+    if text in ("", "None", "null"):
+        return None
+    if text.startswith("{"):
+        return json.loads(text)
+    from ml.storage import is_local, to_path
+
+    if is_local(text):
+        return json.loads(to_path(text).read_text())
+    import tensorflow as tf  # gs:// on the gcp profile
+
+    with tf.io.gfile.GFile(text) as handle:
+        return json.loads(handle.read())
+
+
+class GateOperator(BaseOperator):
+    """Gate one registered candidate: metric checks against thresholds and the champion (evaluated
+    on the same eval data), infra validation in a separate process; the blessing record is attached
+    to the version in the registry (`blessing`), or written to `blessing_uri` when there is no
+    local registry (gcp profile). Retry-safe: an existing blessing is returned, not re-decided.
+
+    Returns {"decision": "pass"|"fail", "reasons": [...], "version", "champion_version", "blessing_uri"}.
+    """
+
+    template_fields: Sequence[str] = ("candidate_version", "model_dir", "candidate_metrics", "champion_metrics",
+                                      "champion_version", "canary_uri", "registry_root", "blessing_uri")
+
+    def __init__(self, *, candidate_version: str, model_dir: str, candidate_metrics: dict | str,
+                 champion_metrics: dict | str | None, canary_uri: str, schema_path: str, thresholds: dict,
+                 registry_root: str | None = None, champion_version: str | None = None,
+                 blessing_uri: str | None = None, eval_fraction: float | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.candidate_version = candidate_version
+        self.model_dir = model_dir
+        self.candidate_metrics = candidate_metrics
+        self.champion_metrics = champion_metrics
+        self.champion_version = champion_version
+        self.canary_uri = canary_uri
+        self.schema_path = schema_path
+        self.thresholds = thresholds
+        self.registry_root = registry_root
+        self.blessing_uri = blessing_uri
+        self.eval_fraction = eval_fraction
+
+    def execute(self, context) -> dict:
+        import json
+
+        from ml import gate, registry
+        from ml.storage import is_local, to_path
+
+        if self.registry_root:
+            try:  # a retried task: the first decision stands (attachments are written once)
+                stored = registry.read_attachment(self.registry_root, self.candidate_version, gate.BLESSING)
+                self.log.info("blessing already stored for %s: %s", self.candidate_version, stored["decision"])
+                return {**gate.summary(stored), "blessing_uri": None}
+            except registry.RegistryError:
+                pass
+        champion_metrics = _load_json(self.champion_metrics)
+        rows = gate.load_canary(self.canary_uri, self.schema_path, n=int(self.thresholds.get("canary_rows", 64)),
+                                eval_fraction=self.eval_fraction)
+        record = gate.evaluate_gate(
+            _load_json(self.candidate_metrics), champion_metrics, self.thresholds,
+            model_dir=self.model_dir, canary_rows=rows, schema_path=self.schema_path,
+            candidate={"version": self.candidate_version},
+            champion={"version": self.champion_version} if self.champion_version else None)
+        if self.registry_root:
+            where = gate.store_blessing(self.registry_root, self.candidate_version, record)
+        elif self.blessing_uri:
+            where = self.blessing_uri
+            text = json.dumps(record, indent=2, sort_keys=True, default=str)
+            if is_local(where):
+                to_path(where).parent.mkdir(parents=True, exist_ok=True)
+                to_path(where).write_text(text)
+            else:
+                import tensorflow as tf
+
+                with tf.io.gfile.GFile(where, "w") as handle:
+                    handle.write(text)
+        else:
+            where = None
+        for reason in record["reasons"]:
+            self.log.warning("gate: %s", reason)
+        self.log.info("gate decision for %s: %s", self.candidate_version, record["decision"])
+        return {**gate.summary(record), "blessing_uri": where}
+
+
+# ---------------------------------------------------------------- gcp profile: Vertex AI Model Registry
+
+
+def _vertex_ids(config: dict, model_id: str | None) -> tuple[dict, str]:
+    """(operator keyword arguments, model id) from the gcp profile; the model id defaults to the
+    registry's model_display_name (valid as a Vertex model id: [a-z0-9_-])."""
+    ids = {"project_id": config["project"], "region": config["region"],
+           "gcp_conn_id": config.get("gcp_conn_id", "google_cloud_default")}
+    return ids, model_id or config["registry"].get("model_id") or config["registry"]["model_display_name"]
+
+
+def vertex_register_task(config: dict, *, artifact_uri: str, metadata: dict | None = None,
+                         parent_model: str | None = None, serving_image_uri: str | None = None,
+                         task_id: str = "vertex_register", **kwargs):
+    """UploadModelOperator: a new version under `parent_model` (the model id), or a new model."""
+    from airflow.providers.google.cloud.operators.vertex_ai.model_service import UploadModelOperator
+
+    from ml.vertex_registry import upload_request
+
+    ids, _ = _vertex_ids(config, None)
+    request = upload_request(project=ids["project_id"], region=ids["region"],
+                             display_name=config["registry"]["model_display_name"], artifact_uri=artifact_uri,
+                             serving_image_uri=serving_image_uri
+                             or "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-17:latest",
+                             metadata=metadata)
+    model = type(request.model).to_dict(request.model)
+    return UploadModelOperator(task_id=task_id, model=model, parent_model=parent_model, **ids, **kwargs)
+
+
+def vertex_promote_tasks(config: dict, *, new_version: str, current_champion: str | None = None,
+                         model_id: str | None = None, task_id_prefix: str = "vertex", **kwargs) -> list:
+    """The Google provider operators that make `new_version` the champion, in order (chain them):
+    1. `previous` onto the current champion (skipped when there is none), 2. `champion` onto
+    `new_version` — Vertex moves an alias that another version carries, so the champion alias is
+    never absent. A rollback is the same call with new_version = the version to restore.
+    Versions may be Jinja templates (model_id is a templated field of these operators)."""
+    from airflow.providers.google.cloud.operators.vertex_ai.model_service import (
+        AddVersionAliasesOnModelOperator,
+    )
+
+    from ml.vertex_registry import CHAMPION, PREVIOUS, check_alias
+
+    ids, model_id = _vertex_ids(config, model_id)
+    tasks = []
+    if current_champion:
+        tasks.append(AddVersionAliasesOnModelOperator(
+            task_id=f"{task_id_prefix}_mark_previous", model_id=f"{model_id}@{current_champion}",
+            version_aliases=[check_alias(PREVIOUS)], **ids, **kwargs))
+    tasks.append(AddVersionAliasesOnModelOperator(
+        task_id=f"{task_id_prefix}_move_champion", model_id=f"{model_id}@{new_version}",
+        version_aliases=[check_alias(CHAMPION)], **ids, **kwargs))
+    return tasks
+
+
+def vertex_retire_task(config: dict, *, version: str, model_id: str | None = None,
+                       task_id: str = "vertex_retire_champion", **kwargs):
+    """DeleteVersionAliasesOnModelOperator: take `champion` off `version` (sent as `-champion`)."""
+    from airflow.providers.google.cloud.operators.vertex_ai.model_service import (
+        DeleteVersionAliasesOnModelOperator,
+    )
+
+    from ml.vertex_registry import CHAMPION
+
+    ids, model_id = _vertex_ids(config, model_id)
+    return DeleteVersionAliasesOnModelOperator(task_id=task_id, model_id=f"{model_id}@{version}",
+                                               version_aliases=[CHAMPION], **ids, **kwargs)
