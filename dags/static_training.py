@@ -9,9 +9,12 @@ problems, or a weekly refresh).
 file over the violation limit stops the run here, before any training) → `drift` (against the
 champion's reference statistics; every score → `drift_scores`, breaches → alerts; HTML report) and
 `transform` (Beam: parse, clean, statistics, sharded TFRecords, hash split by sensor) → `train`
-(`ml.trainer`) → `evaluate` (AUC, cost-weighted error, by road type) → `register_and_promote`
-(stores the reference statistics with the version, moves the `champion` alias and emits the
-champion Asset, which triggers `batch_prediction`).
+(`ml.trainer`, warm start from the champion) → `evaluate_candidate` / `evaluate_champion` (AUC,
+cost-weighted error, by road type, on the same eval data) → `register_candidate` (immutable
+version + reference statistics for drift) → `gate` (thresholds, champion comparison, infra
+validation in a separate process; blessing stored with the version) → `promote` (moves the
+`champion` alias, emits the champion Asset → `batch_prediction`) or `keep` (alert, champion
+untouched).
 
 Artifacts: `<artifacts>/static_training/<ds_nodash>/`, so a rerun of the same interval overwrites
 its own outputs and nothing else.
@@ -22,8 +25,8 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import CronTriggerTimetable, dag, task
-from prodml_airflow.assets import CHAMPION
 from prodml_airflow.defaults import DEFAULT_ARGS
+from prodml_airflow.promotion import evaluate_gate_promote
 from prodml_airflow.tasks import beam_transform, train_model
 from prodml_airflow.validation import DriftCheckOperator, ValidateDataOperator
 
@@ -62,7 +65,7 @@ def static_training():
         files=found["files"],
         schema_path=CONFIG["schema_path"],
         quarantine_uri=CONFIG["storage"]["quarantine"] + "/static_training/{{ ds_nodash }}",
-        accepted_uri=RUN_DIR + "/accepted",
+        accepted_uri=CONFIG["storage"]["validated"],  # shared with dynamic_training's window
         limits=CONFIG["validation"],
         multiple_outputs=True,  # downstream tasks take validate.output["accepted"]
     )
@@ -103,43 +106,10 @@ def static_training():
         except registry.RegistryError:
             return ""
 
-    @task
-    def evaluate(candidate: str) -> dict:
-        from ml.evaluate import evaluate as run_evaluation
-
-        e = CONFIG["evaluation"]
-        return run_evaluation(candidate + "/model", candidate.rsplit("/", 1)[0] + "/transform/eval/part-*.tfrecord",
-                              CONFIG["schema_path"], e["cost_false_negative"], e["cost_false_positive"],
-                              slice_by=e["slice_by"])
-
-    @task(outlets=[CHAMPION])
-    def register_and_promote(candidate: str, metrics: dict, data: dict, validated: dict) -> dict:
-        from ml import drift, features, registry
-        from ml.storage import to_path
-
-        root = CONFIG["registry"]["root"]
-        try:
-            parent = registry.get(root, "champion")["version"]
-        except registry.RegistryError:
-            parent = None
-        version = registry.register(root, str(to_path(candidate + "/model")), {
-            "metrics": metrics,
-            "data_range": {"start": data["dates"][0], "end": data["dates"][-1], "days": len(data["dates"])},
-            "schema_hash": features.load_schema(CONFIG["schema_path"]).digest,
-            "parent_version": parent,
-            "trained_by": "static_training",
-            "artifacts": candidate.rsplit("/", 1)[0],
-        })
-        # The reference statistics of this model's training data: what drift checks compare with.
-        drift.store_reference(root, version, validated["accepted"], CONFIG["schema_path"], CONFIG["drift"])
-        registry.promote(root, version, reason="static_training")
-        print(f"registered and promoted {version}: AUC {metrics['auc']:.3f}")
-        return {"version": version, "auc": metrics["auc"]}
-
-    checkpoint = champion_checkpoint()
-    [transform, checkpoint] >> train
-    metrics = evaluate(train.output)
-    register_and_promote(train.output, metrics, found, validate.output)
+    [transform, champion_checkpoint()] >> train
+    evaluate_gate_promote(CONFIG, run_dir=RUN_DIR, candidate=train.output, data=found,
+                          reference_files=validate.output["accepted"],
+                          trained_by="static_training")
 
 
 static_training()

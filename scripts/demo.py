@@ -1,9 +1,15 @@
 """`make demo`: the traffic scenario end to end on the local profile, through real Airflow.
 
-1. simulate two weeks of city traffic sensors into the landing area (+ a week of forecasts)
-2. `airflow dags test static_training`  (validate → Beam transform → train → evaluate → register)
-3. `airflow dags test batch_prediction` (champion × next day's known-ahead features → DuckDB)
-4. a summary built from the registry and the warehouse
+1. simulate two weeks of city traffic sensors, then four more days that carry the course's
+   failure scenarios (ground truth in bucket/ground_truth.json)
+2. `static_training` (validate → drift → Beam transform → train → evaluate → gate → promote)
+3. `batch_prediction` for the next day (champion × known-ahead features → DuckDB)
+4. `dynamic_training` day by day: a normal day (retrain, gate decides), the logging-format
+   change (rejected by validation), the weather model's silent update (drift alert, retrain,
+   gate decides), a deliberately bad candidate trained on shuffled labels (rejected by the gate)
+5. a manual `rollback`, then `batch_prediction` again with the restored champion
+6. a summary and the story table, rebuilt from the registry history, the alerts table and the
+   warehouse (not from this script's variables)
 
 Each DAG runs as `airflow dags test` in a subprocess (its full log goes to a file); this script
 follows the run in the Airflow metadata DB and prints each task as it starts and ends.
@@ -12,6 +18,7 @@ follows the run in the Airflow metadata DB and prints each task as it starts and
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import subprocess
 import sys
@@ -31,6 +38,14 @@ SENSORS = 200
 SEED = 42
 TRAIN_DATE = START + dt.timedelta(days=DAYS)  # static_training's window ends here
 PREDICT_DATE = TRAIN_DATE  # the first day without observations: the day to predict
+FINAL_DATE = TRAIN_DATE + dt.timedelta(days=4)  # scored again after the rollback
+# Days that land after the first model, one dynamic_training run each.
+STORY = [
+    ("normal", {}),
+    ("logging_format_change", {}),
+    ("weather_model_shift", {}),
+    ("normal", {"shuffle_labels": True}),  # the deliberately bad candidate
+]
 
 
 def say(message: str) -> None:
@@ -58,15 +73,19 @@ def existing_runs(dag_id: str) -> set[str]:
         return {r for (r,) in session.query(DagRun.run_id).filter(DagRun.dag_id == dag_id)}
 
 
-def run_dag(dag_id: str, logical_date: dt.date) -> None:
+def run_dag(dag_id: str, logical_date: dt.date | None = None, conf: dict | None = None,
+            expect_failure: bool = False, label: str = "") -> None:
     """`airflow dags test` in a subprocess, printing task starts/ends as the DB records them."""
-    log_path = LOGS / f"{dag_id}.log"
-    say(f"▶ {dag_id} (logical date {logical_date}) — full log: {log_path.relative_to(ROOT)}")
+    log_path = LOGS / f"{dag_id}{label}.log"
+    argv = [str(Path(sys.executable).with_name("airflow")), "dags", "test", dag_id]
+    argv += [logical_date.isoformat()] if logical_date else []
+    argv += ["--conf", json.dumps(conf)] if conf else []
+    say(f"▶ {dag_id} ({f'logical date {logical_date}' if logical_date else 'manual'}"
+        f"{', conf ' + json.dumps(conf) if conf else ''}) — full log: {log_path.relative_to(ROOT)}")
     known_runs = existing_runs(dag_id)
     started = time.monotonic()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([str(Path(sys.executable).with_name("airflow")), "dags", "test", dag_id,
-                                 logical_date.isoformat()], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         seen: dict[str, str | None] = {}
         while True:
             done = proc.poll() is not None
@@ -82,7 +101,11 @@ def run_dag(dag_id: str, logical_date: dt.date) -> None:
             if done:
                 break
             time.sleep(1)
-    if proc.returncode != 0 or any(s not in ("success", "skipped") for s in seen.values()):
+    failed = proc.returncode != 0 or any(s not in ("success", "skipped") for s in seen.values())
+    if failed and expect_failure:
+        say(f"✓ {dag_id} stopped as it should ({time.monotonic() - started:.0f}s)")
+        return
+    if failed:
         say(f"✗ {dag_id} failed; the last lines of {log_path}:")
         print("".join(log_path.read_text().splitlines(keepends=True)[-40:]))
         raise SystemExit(1)
@@ -115,6 +138,26 @@ def summary(config: dict) -> None:
     print("=" * 78)
 
 
+def story(config: dict) -> None:
+    from ml import story as story_module
+    from ml import warehouse
+    from ml.storage import to_path
+
+    wh = warehouse.connect(config["warehouse"])
+    try:
+        rows = story_module.build(config["registry"]["root"], wh,
+                                  str(to_path(config["storage"]["bucket"]) / "ground_truth.json"))
+        predictions = [wh.run_sql_file("prediction_counts", {"target_date": d}).to_pylist()
+                       for d in (PREDICT_DATE.isoformat(), FINAL_DATE.isoformat())]
+    finally:
+        wh.close()
+    print("\nThe story (from processed_file_sets, alerts, registry history, ground_truth.json):\n")
+    print(story_module.format_table(rows))
+    for p in predictions:
+        if p:
+            print(f"\npredictions for {p[0]['target_date']}: {p[0]['n_rows']} rows by model {p[0]['model_version']}")
+
+
 def main() -> None:
     total = time.monotonic()
     shutil.rmtree(DATA, ignore_errors=True)
@@ -127,13 +170,23 @@ def main() -> None:
     say("preparing the Airflow metadata DB (SQLite, airflow_home/)")
     airflow_env.init_db()
 
-    say(f"▶ simulate {DAYS} days × {SENSORS} sensors from {START} (seed {SEED})")
-    simulate.simulate(config["storage"]["bucket"], START.isoformat(), DAYS, SEED, sensors=SENSORS)
+    scenarios = {(TRAIN_DATE + dt.timedelta(days=i)).isoformat(): name for i, (name, _) in enumerate(STORY)}
+    say(f"▶ simulate {DAYS} + {len(STORY)} days × {SENSORS} sensors from {START} (seed {SEED}); "
+        f"scenarios {scenarios}")
+    simulate.simulate(config["storage"]["bucket"], START.isoformat(), DAYS + len(STORY), SEED, sensors=SENSORS,
+                      scenarios=scenarios)
     say(f"✓ landing area: {config['storage']['landing']}")
 
     run_dag("static_training", TRAIN_DATE)
     run_dag("batch_prediction", PREDICT_DATE)
     summary(config)
+    for i, (name, conf) in enumerate(STORY):
+        day = (TRAIN_DATE + dt.timedelta(days=i)).isoformat()
+        run_dag("dynamic_training", conf={"file_set": day, **conf}, label=f"-{day}",
+                expect_failure=name == "logging_format_change")
+    run_dag("rollback", conf={"reason": "demo: manual rollback"})
+    run_dag("batch_prediction", FINAL_DATE, label="-after-rollback")
+    story(config)
     say(f"demo finished in {time.monotonic() - total:.0f}s")
 
 

