@@ -228,13 +228,14 @@ def to_model_inputs(schema: Schema, columns: dict) -> dict:
                 values = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
             else:
                 values = values.cast(pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False)
-        values = np.asarray(values)
+        values = np.asarray(values, dtype=object if dtype is object else None)
         if dtype is object:
             values = np.array(["" if v is None else str(v) for v in values], dtype=object)
-        elif dtype == np.float32:
-            values = np.asarray(values, dtype=np.float64).astype(np.float32)
-        else:
-            values = np.asarray(values).astype(np.int64)
+        elif dtype == np.float32:  # None → NaN: the model imputes the training mean
+            values = np.array([np.nan if v is None else v for v in values.tolist()], dtype=np.float64)
+            values = values.astype(np.float32)
+        else:  # None → -1: the lookup layers map it to the OOV bucket
+            values = np.array([-1 if v is None else v for v in values.tolist()], dtype=np.int64)
         out[name] = values.reshape(-1, 1)
     return out
 

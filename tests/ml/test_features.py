@@ -1,6 +1,6 @@
 """The feature contract, and the proof that training and serving run the same transform."""
 
-import glob
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -66,11 +66,10 @@ def test_training_path_and_serving_path_give_equal_predictions(static_training_r
     tf_columns, _ = read_eval_examples(str(run_dir / "transform" / "eval" / "part-*.tfrecord"), schema)
     training_path = score_columns(model, tf_columns)
 
-    # The same rows, raw from the landed CSVs: the eval side of the same split.
-    landing = to_path(config["storage"]["landing"])
+    # The same rows, raw from the CSVs the transform read: the eval side of the same split.
+    inputs = json.loads((run_dir / "transform" / "summary.json").read_text())["input_files"]
     options = pacsv.ConvertOptions(column_types=F.arrow_types(schema), null_values=[""])
-    table = pa.concat_tables([pacsv.read_csv(p, convert_options=options)
-                              for p in sorted(glob.glob(f"{landing}/dt=*/part-*.csv"))])
+    table = pa.concat_tables([pacsv.read_csv(p, convert_options=options) for p in inputs])
     is_eval = F.split_bucket(table.column("sensor_id").to_pylist(), config["training"]["eval_fraction"])
     raw = table.filter(pa.array(is_eval))
     serving_path = score_columns(model, F.to_model_inputs(schema, {c: raw.column(c) for c in raw.column_names}))
