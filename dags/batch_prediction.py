@@ -21,7 +21,7 @@ import datetime as dt
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from prodml_airflow.assets import CHAMPION
-from prodml_airflow.defaults import DEFAULT_ARGS
+from prodml_airflow.defaults import default_args
 
 from ml.config import load
 
@@ -37,7 +37,7 @@ CONFIG = load()
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=default_args(CONFIG),
     params={"target_date": Param(None, type=["null", "string"], format="date",
                                  description="Score this date instead of the one the run implies.")},
     tags=["prodml", "serving"],

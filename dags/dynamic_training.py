@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import Param, TriggerRule, dag, task
-from prodml_airflow.defaults import DEFAULT_ARGS
+from prodml_airflow.defaults import default_args
 from prodml_airflow.promotion import evaluate_gate_promote
 from prodml_airflow.tasks import beam_transform, file_set_sensor, train_model
 from prodml_airflow.validation import DriftCheckOperator, ValidateDataOperator
@@ -39,7 +39,7 @@ VALIDATED = CONFIG["storage"]["validated"]
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=default_args(CONFIG),
     params={
         "file_set": Param(None, type=["null", "string"], description="Process this dt=YYYY-MM-DD set."),
         "shuffle_labels": Param(False, type="boolean", description="Gate drill: train on permuted labels."),

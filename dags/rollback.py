@@ -13,7 +13,7 @@ import datetime as dt
 
 from airflow.sdk import Param, dag, task
 from prodml_airflow.assets import CHAMPION
-from prodml_airflow.defaults import DEFAULT_ARGS
+from prodml_airflow.defaults import default_args
 
 from ml.config import load
 
@@ -25,7 +25,7 @@ CONFIG = load()
     schedule=None,
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
-    default_args=DEFAULT_ARGS,
+    default_args=default_args(CONFIG),
     params={
         "version": Param("", type="string", description="Version to restore (e.g. v0003); empty = previous."),
         "reason": Param("manual rollback", type="string"),

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 
 from airflow.sdk import CronTriggerTimetable, dag, task
-from prodml_airflow.defaults import DEFAULT_ARGS
+from prodml_airflow.defaults import default_args
 from prodml_airflow.promotion import evaluate_gate_promote
 from prodml_airflow.tasks import beam_transform, train_model
 from prodml_airflow.validation import DriftCheckOperator, ValidateDataOperator
@@ -42,7 +42,7 @@ RUN_DIR = CONFIG["storage"]["artifacts"] + "/static_training/{{ ds_nodash }}"
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
+    default_args=default_args(CONFIG),
     tags=["prodml", "training"],
     doc_md=__doc__,
 )

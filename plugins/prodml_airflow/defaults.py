@@ -34,11 +34,26 @@ def alert_on_failure(context) -> None:
             wh.close()
 
 
-DEFAULT_ARGS = {
-    "owner": "ml-platform",
-    "retries": 2,
-    "retry_delay": dt.timedelta(seconds=30),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": dt.timedelta(minutes=10),
-    "on_failure_callback": alert_on_failure,
-}
+def failure_callbacks(alerts_config: dict | None) -> list:
+    """Always `alert_on_failure`; plus an Airflow notifier when the profile names one, e.g.
+    alerts: {notifier: {class: airflow.providers.smtp.notifications.smtp.SmtpNotifier,
+                        kwargs: {from_email: ml@x, to: oncall@x}}} (Slack works the same way when
+    its provider is installed). Nothing requires a notifier."""
+    callbacks = [alert_on_failure]
+    notifier = (alerts_config or {}).get("notifier")
+    if notifier:
+        from airflow.sdk.module_loading import import_string
+
+        callbacks.append(import_string(notifier["class"])(**notifier.get("kwargs", {})))
+    return callbacks
+
+
+def default_args(config: dict) -> dict:
+    return {
+        "owner": "ml-platform",
+        "retries": 2,
+        "retry_delay": dt.timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(minutes=10),
+        "on_failure_callback": failure_callbacks(config.get("alerts")),
+    }

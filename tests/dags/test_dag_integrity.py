@@ -74,6 +74,17 @@ def test_conventions_tags_owner_retries_backoff_alerting(dagbag):
                                         else [task.on_failure_callback]), where
 
 
+def test_a_configured_notifier_joins_the_failure_callbacks():
+    from airflow.providers.smtp.notifications.smtp import SmtpNotifier
+    from prodml_airflow.defaults import alert_on_failure, failure_callbacks
+
+    assert failure_callbacks({"notifier": None}) == [alert_on_failure]
+    callbacks = failure_callbacks({"notifier": {
+        "class": "airflow.providers.smtp.notifications.smtp.SmtpNotifier",
+        "kwargs": {"from_email": "ml@example.com", "to": "oncall@example.com"}}})
+    assert callbacks[0] is alert_on_failure and isinstance(callbacks[1], SmtpNotifier)
+
+
 def test_failure_callback_raises_an_alert_in_the_warehouse(config):
     from prodml_airflow.defaults import alert_on_failure
 
