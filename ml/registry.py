@@ -257,6 +257,7 @@ def _move_champion(root: Path, action: str, target: str | None, reason: str) -> 
     with _locked(root):
         _clean_leftovers(root)
         current = _read_aliases(root)
+        _recover_history(root, current)
         _fault_point(f"{action}.after_read_aliases")
         if target is None:  # rollback to the previous alias
             target = current["previous"]
@@ -271,17 +272,30 @@ def _move_champion(root: Path, action: str, target: str | None, reason: str) -> 
         os.replace(tmp, root / "aliases.json")
         _fsync_dir(root)
         _fault_point(f"{action}.after_replace")
-        entry = {"at": _now(), "action": action, "alias": "champion",
-                 "from": current["champion"], "to": target, "reason": reason}
-        # One O_APPEND write per line: concurrent or killed writers never interleave a line.
-        fd = os.open(root / "history.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, (json.dumps(entry) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _append_history(root, {"at": _now(), "action": action, "alias": "champion",
+                                "from": current["champion"], "to": target, "reason": reason})
         _fault_point(f"{action}.after_history_append")
         return new
+
+
+def _append_history(root: Path, entry: dict) -> None:
+    # One O_APPEND write per line: concurrent or killed writers never interleave a line.
+    fd = os.open(root / "history.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(entry) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _recover_history(root: Path, current: dict) -> None:
+    """A process killed between replacing aliases.json and appending its history line leaves the
+    alias moved but unrecorded: restore the missing line (under the lock) before the next move."""
+    last = history(root)[-1]["to"] if (root / "history.jsonl").exists() and history(root) else None
+    if current["champion"] is not None and current["champion"] != last:
+        _append_history(root, {"at": _now(), "action": "recovered", "alias": "champion", "from": last,
+                               "to": current["champion"],
+                               "reason": "alias moved by an interrupted promotion; history line restored"})
 
 
 def promote(root, version: str, reason: str = "") -> dict:

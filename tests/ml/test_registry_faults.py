@@ -102,7 +102,7 @@ def test_sigkill_at_each_fault_point_leaves_a_consistent_registry(point, tmp_pat
     if step == "after_history_append":
         assert entries[:-1] == history_before and entries[-1]["to"] == new and entries[-1]["action"] == action
     else:
-        # no append happened; after_replace the alias has moved but the move is not logged (known gap)
+        # no append happened; after_replace the alias has moved but is logged only at the next move
         assert entries == history_before
 
     # the lock died with the process; the next move succeeds and sweeps the orphaned temp file
@@ -111,6 +111,11 @@ def test_sigkill_at_each_fault_point_leaves_a_consistent_registry(point, tmp_pat
     assert registry.promote(root, v3, "after crash") == {"champion": v3, "previous": expected}
     assert _leftovers(root) == []
     assert registry.history(root)[-1]["to"] == v3
+    # the history is whole again: a move the killed process made but never logged is restored
+    recovered = [e for e in registry.history(root)[len(history_before):] if e["action"] == "recovered"]
+    assert [e["to"] for e in recovered] == ([new] if step == "after_replace" else [])
+    tos = [e["to"] for e in registry.history(root)]
+    assert tos[-2:] == [expected, v3]
 
     # the old champion (and the new one) still load and serve
     for version in (old, new):
