@@ -22,7 +22,7 @@ import datetime as dt
 
 from airflow.sdk import Param, TriggerRule, dag, task
 from prodml_airflow.defaults import default_args
-from prodml_airflow.promotion import evaluate_gate_promote
+from prodml_airflow.promotion import champion_checkpoint, evaluate_gate_promote
 from prodml_airflow.tasks import beam_transform, file_set_sensor, train_model
 from prodml_airflow.validation import DriftCheckOperator, ValidateDataOperator
 
@@ -124,15 +124,6 @@ def dynamic_training():
     checked >> window  # drift informs (scores, alerts, report); the gate decides on the candidate
     transform = beam_transform(CONFIG, task_id="transform", inputs=window["files"], output=RUN_DIR + "/transform")
 
-    @task
-    def champion_checkpoint() -> str:
-        from ml import registry
-
-        try:
-            return registry.get(CONFIG["registry"]["root"], "champion")["path"] + "/model.keras"
-        except registry.RegistryError:
-            return ""
-
     t = CONFIG["training"]
     train = train_model(CONFIG, task_id="train", output=RUN_DIR + "/candidate", trainer_args={
         "train": RUN_DIR + "/transform/train/part-*.tfrecord",
@@ -144,7 +135,7 @@ def dynamic_training():
         "epochs": t["epochs"], "batch_size": t["batch_size"], "learning_rate": t["learning_rate"],
         "hidden_units": ",".join(str(u) for u in t["hidden_units"]),
     })
-    [transform, champion_checkpoint()] >> train
+    [transform, champion_checkpoint(CONFIG)] >> train
     promoted, kept = evaluate_gate_promote(CONFIG, run_dir=RUN_DIR, candidate=train.output, data=window,
                                            reference_files=window["files"], trained_by="dynamic_training")
 

@@ -26,7 +26,7 @@ import datetime as dt
 
 from airflow.sdk import CronTriggerTimetable, dag, task
 from prodml_airflow.defaults import default_args
-from prodml_airflow.promotion import evaluate_gate_promote
+from prodml_airflow.promotion import champion_checkpoint, evaluate_gate_promote
 from prodml_airflow.tasks import beam_transform, train_model
 from prodml_airflow.validation import DriftCheckOperator, ValidateDataOperator
 
@@ -96,17 +96,7 @@ def static_training():
         },
     )
 
-    @task
-    def champion_checkpoint() -> str:
-        """The current champion's Keras file, for a warm start ('' for the first model)."""
-        from ml import registry
-
-        try:
-            return registry.get(CONFIG["registry"]["root"], "champion")["path"] + "/model.keras"
-        except registry.RegistryError:
-            return ""
-
-    [transform, champion_checkpoint()] >> train
+    [transform, champion_checkpoint(CONFIG)] >> train
     evaluate_gate_promote(CONFIG, run_dir=RUN_DIR, candidate=train.output, data=found,
                           reference_files=validate.output["accepted"],
                           trained_by="static_training")

@@ -15,6 +15,21 @@ from prodml_airflow.assets import CHAMPION
 from prodml_airflow.gate import GateOperator
 
 
+def champion_checkpoint(config: dict):
+    """Task: the champion's Keras file for a warm start ('' for the very first model)."""
+
+    @task(task_id="champion_checkpoint")
+    def checkpoint() -> str:
+        from ml import registry
+
+        try:
+            return registry.get(config["registry"]["root"], "champion")["path"] + "/model.keras"
+        except registry.RegistryError:
+            return ""
+
+    return checkpoint()
+
+
 def _eval_glob(candidate_uri: str) -> str:
     """<run_dir>/candidate → <run_dir>/transform/eval/part-*.tfrecord (the candidate's eval split)."""
     return candidate_uri.rsplit("/", 1)[0] + "/transform/eval/part-*.tfrecord"
