@@ -24,12 +24,15 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def _cli(*args: str, timeout: int = 120, attempts: int = 6) -> str:
+def _cli(*args: str, timeout: int = 120, attempts: int = 6, done_if: str | None = None) -> str:
     """Run an airflow CLI command; retry while SQLite is locked by the running scheduler
-    (SQLite has one writer at a time: a local-profile limit, not a problem on Composer's Postgres)."""
+    (SQLite has one writer at a time: a local-profile limit, not a problem on Composer's Postgres).
+    `done_if`: an error text that, on a retry, means an earlier attempt did succeed after all."""
     for attempt in range(attempts):
         result = subprocess.run([AIRFLOW, *args], capture_output=True, text=True, timeout=timeout)
         if result.returncode == 0:
+            return result.stdout
+        if attempt and done_if and done_if in result.stderr:
             return result.stdout
         if "database is locked" not in result.stderr or attempt == attempts - 1:
             raise RuntimeError(f"airflow {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -68,7 +71,8 @@ def run_backfill(dag_id: str, from_date: str, to_date: str, log_dir: Path, port:
         _cli("dags", "unpause", dag_id)
         before = {r for r, _ in _backfill_runs(dag_id)}
         _cli("backfill", "create", "--dag-id", dag_id, "--from-date", from_date, "--to-date", to_date,
-             "--max-active-runs", "1", "--reprocess-behavior", "completed")
+             "--max-active-runs", "1", "--reprocess-behavior", "completed",
+             done_if="AlreadyRunningBackfill")  # the locked attempt had created it
         deadline = time.monotonic() + timeout
         while True:
             runs = [r for r in _backfill_runs(dag_id) if r[0] not in before]
