@@ -10,29 +10,17 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
-def _healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-def _cli(*args: str, timeout: int = 120, attempts: int = 6, done_if: str | None = None) -> str:
+def _cli(*args: str, timeout: int = 120, attempts: int = 6) -> str:
     """Run an airflow CLI command; retry while SQLite is locked by the running scheduler
-    (SQLite has one writer at a time: a local-profile limit, not a problem on Composer's Postgres).
-    `done_if`: an error text that, on a retry, means an earlier attempt did succeed after all."""
+    (SQLite has one writer at a time: a local-profile limit, not a problem on Composer's Postgres)."""
     for attempt in range(attempts):
         result = subprocess.run([AIRFLOW, *args], capture_output=True, text=True, timeout=timeout)
         if result.returncode == 0:
-            return result.stdout
-        if attempt and done_if and done_if in result.stderr:
             return result.stdout
         if "database is locked" not in result.stderr or attempt == attempts - 1:
             raise RuntimeError(f"airflow {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -58,28 +46,24 @@ def run_backfill(dag_id: str, from_date: str, to_date: str, log_dir: Path, port:
            # task processes report to the execution API: it must name the port we picked
            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
            "AIRFLOW__CORE__PARALLELISM": "2", "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5"}
+    # Create the backfill before the scheduler starts: SQLite has one writer, and a CLI write racing
+    # the scheduler can fail half-way ("database is locked"). Queued backfill runs wait for it.
+    _cli("dags", "reserialize")
+    _cli("dags", "unpause", dag_id)
+    before = {r for r, _ in _backfill_runs(dag_id)}
+    _cli("backfill", "create", "--dag-id", dag_id, "--from-date", from_date, "--to-date", to_date,
+         "--max-active-runs", "1", "--reprocess-behavior", "completed")
     log = open(log_dir / "standalone.log", "w")  # noqa: SIM115 - closed in finally
     proc = subprocess.Popen([AIRFLOW, "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
-        while not _healthy(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"airflow standalone did not come up; see {log_dir / 'standalone.log'}")
-            time.sleep(2)
-        _cli("dags", "reserialize")
-        _cli("dags", "unpause", dag_id)
-        before = {r for r, _ in _backfill_runs(dag_id)}
-        _cli("backfill", "create", "--dag-id", dag_id, "--from-date", from_date, "--to-date", to_date,
-             "--max-active-runs", "1", "--reprocess-behavior", "completed",
-             done_if="AlreadyRunningBackfill")  # the locked attempt had created it
         deadline = time.monotonic() + timeout
         while True:
             runs = [r for r in _backfill_runs(dag_id) if r[0] not in before]
             if runs and all(state in ("success", "failed") for _, state in runs):
                 break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"backfill runs still not done: {runs}")
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise TimeoutError(f"backfill runs not done: {runs}; see {log_dir / 'standalone.log'}")
             time.sleep(3)
         failed = [r for r in runs if r[1] != "success"]
         if failed:
