@@ -96,7 +96,7 @@ def run_dag(dag_id: str, logical_date: dt.date | None = None, conf: dict | None 
                 if state == "running":
                     say(f"    ▶ {task_id}")
                 elif state in ("success", "failed", "upstream_failed", "skipped"):
-                    mark = "✓" if state == "success" else "✗"
+                    mark = {"success": "✓", "skipped": "·"}.get(state, "✗")
                     say(f"    {mark} {task_id}: {state}" + (f" in {duration:.1f}s" if duration else ""))
             if done:
                 break
