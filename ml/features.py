@@ -154,6 +154,23 @@ def arrow_types(schema: Schema) -> dict:
     return out
 
 
+def read_csv_files(files, schema: Schema):
+    """CSV files → one Arrow table, each column typed by the schema (columns a file lacks, e.g. the
+    label in a known-ahead table, are simply absent); empty fields are nulls, nothing else is."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    types = arrow_types(schema)
+    tables = []
+    for file in files:
+        with open(file, encoding="utf-8") as handle:
+            header = handle.readline().strip().split(",")
+        tables.append(pacsv.read_csv(file, convert_options=pacsv.ConvertOptions(
+            column_types={k: v for k, v in types.items() if k in header}, null_values=[""],
+            strings_can_be_null=True)))
+    return pa.concat_tables(tables, promote_options="default")
+
+
 def split_bucket(keys, eval_fraction: float):
     """Deterministic train/eval split on a grouping key: crc32(key) mod 1000.
 

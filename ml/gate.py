@@ -344,7 +344,6 @@ def load_canary(uri: str, schema_path: str, n: int = 64, eval_fraction: float | 
         columns, _ = read_eval_examples(text, F.load_schema(schema_path))
         return _jsonable_columns({k: v[:n] for k, v in columns.items()})
     import pyarrow as pa
-    import pyarrow.csv as pacsv
 
     schema = F.load_schema(schema_path)
     path = to_path(text)
@@ -356,14 +355,7 @@ def load_canary(uri: str, schema_path: str, n: int = 64, eval_fraction: float | 
         files = [path]
     if not files:
         raise FileNotFoundError(f"no canary rows under {uri}")
-    types = F.arrow_types(schema)
-    tables = []
-    for file in files:
-        header = file.open().readline().strip().split(",")
-        tables.append(pacsv.read_csv(file, convert_options=pacsv.ConvertOptions(
-            column_types={k: v for k, v in types.items() if k in header}, null_values=[""],
-            strings_can_be_null=True)))
-    table = pa.concat_tables(tables, promote_options="default")
+    table = F.read_csv_files(files, schema)
     if eval_fraction is not None and schema.split_key:
         mask = F.split_bucket(table.column(schema.split_key).to_pylist(), eval_fraction)
         table = table.filter(pa.array(mask))

@@ -10,7 +10,6 @@ import datetime as dt
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from ml import features as F
 from ml.storage import to_path
@@ -40,14 +39,7 @@ def read_ahead_features(uri: str, schema: F.Schema) -> pa.Table:
     files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
     if not files:
         raise FileNotFoundError(f"no known-ahead feature file under {uri}: was the day published?")
-    types = {k: v for k, v in F.arrow_types(schema).items() if k != schema.label}
-    tables = []
-    for file in files:
-        header = file.open().readline().strip().split(",")
-        tables.append(pacsv.read_csv(file, convert_options=pacsv.ConvertOptions(
-            column_types={k: v for k, v in types.items() if k in header}, null_values=[""],
-            strings_can_be_null=True)))
-    return pa.concat_tables(tables)
+    return F.read_csv_files(files, schema)
 
 
 def predict_table(model, table: pa.Table, schema: F.Schema, *, target_date: str, model_version: str,
