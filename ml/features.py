@@ -154,20 +154,63 @@ def arrow_types(schema: Schema) -> dict:
     return out
 
 
-def read_csv_files(files, schema: Schema):
+# Number syntax shared by validation (a value that does not match is a type failure) and by the
+# lenient reader below (such a value becomes NULL). Surrounding whitespace is trimmed first.
+INT_RE = r"^[+-]?[0-9]+$"
+FLOAT_RE = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
+
+
+def read_header(file) -> list[str]:
+    """The column names of one CSV file (a UTF-8 BOM and surrounding spaces removed)."""
+    import csv
+
+    with open(file, newline="", encoding="utf-8-sig", errors="replace") as handle:
+        return [name.strip() for name in next(csv.reader(handle), [])]
+
+
+def parse_numbers(column, type_: str):
+    """Strings → int64/float64 by the schema's number syntax; anything else (empty, "abc", "nan",
+    "1_000") becomes NULL. Used where data is measured, not judged (validation judges)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.utf8_trim_whitespace(column)
+    ok = pc.fill_null(pc.match_substring_regex(text, INT_RE if type_ == "int" else FLOAT_RE), False)
+    numbers = pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64())
+    if type_ == "int":  # "+5" is an int by the schema's syntax; Arrow's int parser refuses the sign
+        return pc.cast(numbers, pa.int64())
+    return numbers
+
+
+def read_csv_files(files, schema: Schema, bad_values: str = "raise"):
     """CSV files → one Arrow table, each column typed by the schema (columns a file lacks, e.g. the
-    label in a known-ahead table, are simply absent); empty fields are nulls, nothing else is."""
+    label in a known-ahead table, are simply absent); empty fields are nulls.
+
+    bad_values="raise": a value of the wrong type raises (Arrow's message names column and row);
+    bad_values="null": it becomes NULL (for measuring data, e.g. drift, that validation judges)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
+    if bad_values not in ("raise", "null"):
+        raise ValueError(f"bad_values must be 'raise' or 'null', not {bad_values!r}")
     types = arrow_types(schema)
     tables = []
     for file in files:
-        with open(file, encoding="utf-8") as handle:
-            header = handle.readline().strip().split(",")
-        tables.append(pacsv.read_csv(file, convert_options=pacsv.ConvertOptions(
-            column_types={k: v for k, v in types.items() if k in header}, null_values=[""],
-            strings_can_be_null=True)))
+        header = read_header(file)
+        present = {k: v for k, v in types.items() if k in header}
+        read_as = present if bad_values == "raise" else {k: pa.string() for k in present}
+        try:
+            table = pacsv.read_csv(file, convert_options=pacsv.ConvertOptions(
+                column_types=read_as, null_values=[""], strings_can_be_null=True))
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise ValueError(f"{file}: {exc}") from None
+        if bad_values == "null":
+            for name, target in present.items():
+                if target != pa.string():
+                    i = table.column_names.index(name)
+                    kind = "int" if target == pa.int64() else "float"
+                    table = table.set_column(i, name, parse_numbers(table.column(i), kind))
+        tables.append(table)
     return pa.concat_tables(tables, promote_options="default")
 
 
