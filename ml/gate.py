@@ -116,7 +116,7 @@ def decide(candidate_metrics: dict, champion_metrics: dict | None, thresholds: d
             if p is None and t.get(key) is not None:
                 checks[f"change.{metric}"] = {"skipped": f"champion has no {metric}", "passed": None}
                 continue
-            delta = None if c is None else ((p - c) if higher_is_better else (c - p))
+            delta = None if c is None or p is None else ((p - c) if higher_is_better else (c - p))
             _check(checks, reasons, f"change.{metric}", delta, t.get(key), upper=True, what=what)
             checks[f"change.{metric}"].update(candidate=c, champion=p)
 
