@@ -217,3 +217,40 @@ def test_cli_empty_registry_subprocess(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "no versions registered"
+
+
+_ALIAS_READER = """
+import json, os, sys
+path, stop = sys.argv[1], sys.argv[2]
+reads = bad = 0
+print("ready", flush=True)
+while not os.path.exists(stop):
+    try:
+        with open(path) as handle:
+            aliases = json.load(handle)
+        assert set(aliases) == {"champion", "previous"}
+    except (OSError, ValueError, AssertionError):
+        bad += 1
+    reads += 1
+print(json.dumps({"reads": reads, "bad": bad}), flush=True)
+"""
+
+
+def test_a_reader_never_sees_a_torn_alias_file_during_promotions(root, model_dir, tmp_path):
+    """Another process reading aliases.json in a loop while promotions run sees the old or the new
+    aliases, never a missing, empty or half-written file: the move is a rename, not a copy."""
+    versions = [_register(root, model_dir) for _ in range(3)]
+    registry.promote(root, versions[0])
+    stop = tmp_path / "stop"
+    reader = subprocess.Popen([sys.executable, "-c", _ALIAS_READER, str(root / "aliases.json"), str(stop)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "ready"
+        for i in range(300):
+            registry.promote(root, versions[(i + 1) % 3])
+    finally:
+        stop.touch()
+        out, _ = reader.communicate(timeout=60)
+    counts = json.loads(out)
+    assert counts["reads"] > 0 and counts["bad"] == 0, counts
+    assert len(registry.history(root)) == 301
