@@ -66,8 +66,8 @@ class Schema:
 
     @property
     def columns(self) -> list[str]:
-        """Every expected column of a landed file, label last."""
-        return [f.name for f in self.features] + [self.label]
+        """Every expected column of a landed file, label last (a schema may have no label)."""
+        return [f.name for f in self.features] + ([self.label] if self.label else [])
 
     @property
     def model_inputs(self) -> list[Feature]:

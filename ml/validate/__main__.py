@@ -1,0 +1,5 @@
+import sys
+
+from ml.validate import main
+
+sys.exit(main())
