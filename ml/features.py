@@ -160,10 +160,14 @@ INT_RE = r"^[+-]?[0-9]+$"
 FLOAT_RE = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 
 
-def read_header(file) -> list[str]:
-    """The column names of one CSV file (a UTF-8 BOM and surrounding spaces removed)."""
+def read_header(file, data: bytes | None = None) -> list[str]:
+    """The column names of one CSV file, or of its bytes (a UTF-8 BOM and surrounding spaces removed)."""
     import csv
+    import io
 
+    if data is not None:
+        handle = io.StringIO(data[:data.find(b"\n") + 1 or None].decode("utf-8-sig", errors="replace"))
+        return [name.strip() for name in next(csv.reader(handle), [])]
     with open(file, newline="", encoding="utf-8-sig", errors="replace") as handle:
         return [name.strip() for name in next(csv.reader(handle), [])]
 
@@ -182,12 +186,14 @@ def parse_numbers(column, type_: str):
     return numbers
 
 
-def read_csv_files(files, schema: Schema, bad_values: str = "raise"):
+def read_csv_files(files, schema: Schema, bad_values: str = "raise", open_file=None):
     """CSV files → one Arrow table, each column typed by the schema (columns a file lacks, e.g. the
-    label in a known-ahead table, are simply absent); empty fields are nulls.
+    label in a known-ahead table, are simply absent); empty fields are nulls. This is the project's
+    one schema-typed CSV reader.
 
-    bad_values="raise": a value of the wrong type raises (Arrow's message names column and row);
-    bad_values="null": it becomes NULL (for measuring data, e.g. drift, that validation judges)."""
+    bad_values="raise": a value of the wrong type raises ValueError naming file, column and row;
+    bad_values="null": it becomes NULL (for measuring data, e.g. drift, that validation judges).
+    open_file: how to open a path that is not local (e.g. Beam's FileSystems.open for gs://)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -196,11 +202,16 @@ def read_csv_files(files, schema: Schema, bad_values: str = "raise"):
     types = arrow_types(schema)
     tables = []
     for file in files:
-        header = read_header(file)
+        source, data = file, None
+        if open_file is not None:
+            with open_file(file) as handle:
+                data = handle.read()
+            source = pa.BufferReader(data)
+        header = read_header(file, data)
         present = {k: v for k, v in types.items() if k in header}
         read_as = present if bad_values == "raise" else {k: pa.string() for k in present}
         try:
-            table = pacsv.read_csv(file, convert_options=pacsv.ConvertOptions(
+            table = pacsv.read_csv(source, convert_options=pacsv.ConvertOptions(
                 column_types=read_as, null_values=[""], strings_can_be_null=True))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise ValueError(f"{file}: {exc}") from None

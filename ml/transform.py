@@ -23,7 +23,6 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -39,16 +38,10 @@ class TransformError(ValueError):
 
 def read_csv(path: str, schema: F.Schema) -> pa.Table:
     """Read one landed CSV with the schema's types; a bad value names file, column and row."""
-    types = F.arrow_types(schema)
-    with FileSystems.open(path) as handle:
-        data = handle.read()
     try:
-        return pacsv.read_csv(
-            pa.BufferReader(data),
-            convert_options=pacsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise TransformError(f"{path}: {exc}") from None
+        return F.read_csv_files([path], schema, open_file=FileSystems.open)
+    except ValueError as exc:  # names the file, the column and the row
+        raise TransformError(str(exc)) from None
 
 
 def clean(table: pa.Table, schema: F.Schema) -> tuple[pa.Table, dict]:
