@@ -79,7 +79,8 @@ def dynamic_training():
     validate = ValidateDataOperator(
         task_id="validate", files=picked["files"], schema_path=CONFIG["schema_path"],
         quarantine_uri=CONFIG["storage"]["quarantine"] + "/dt={{ ti.xcom_pull(task_ids='pick_file_set', key='date') }}",
-        accepted_uri=VALIDATED, limits=CONFIG["validation"], fail_on_reject=False, multiple_outputs=True,
+        accepted_uri=VALIDATED, report_uri=RUN_DIR + "/validation", limits=CONFIG["validation"],
+        fail_on_reject=False, multiple_outputs=True,
     )
 
     @task

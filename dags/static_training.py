@@ -66,6 +66,7 @@ def static_training():
         schema_path=CONFIG["schema_path"],
         quarantine_uri=CONFIG["storage"]["quarantine"] + "/static_training/{{ ds_nodash }}",
         accepted_uri=CONFIG["storage"]["validated"],  # shared with dynamic_training's window
+        report_uri=RUN_DIR + "/validation",  # GX's validation result per file
         limits=CONFIG["validation"],
         multiple_outputs=True,  # downstream tasks take validate.output["accepted"]
     )

@@ -15,15 +15,18 @@ class ValidateDataOperator(BaseOperator):
     Bad rows go to `quarantine_uri`, good rows to `accepted_uri`; a rejected file fails the task
     with a message naming file, row, field and rule (raw files are never touched)."""
 
-    template_fields: Sequence[str] = ("files", "schema_path", "quarantine_uri", "accepted_uri", "limits")
+    template_fields: Sequence[str] = ("files", "schema_path", "quarantine_uri", "accepted_uri", "report_uri",
+                                      "limits")
 
     def __init__(self, *, files, schema_path: str, quarantine_uri: str, accepted_uri: str | None = None,
-                 limits: dict | None = None, fail_on_reject: bool = True, **kwargs):
+                 report_uri: str | None = None, limits: dict | None = None, fail_on_reject: bool = True,
+                 **kwargs):
         super().__init__(**kwargs)
         self.files = files
         self.schema_path = schema_path
         self.quarantine_uri = quarantine_uri
         self.accepted_uri = accepted_uri
+        self.report_uri = report_uri  # GX's validation result per file
         self.limits = limits
         self.fail_on_reject = fail_on_reject
 
@@ -31,7 +34,7 @@ class ValidateDataOperator(BaseOperator):
         from ml import validate
 
         summary = validate.validate_files(self.files, self.schema_path, self.quarantine_uri, self.limits,
-                                          accepted_uri=self.accepted_uri)
+                                          accepted_uri=self.accepted_uri, report_uri=self.report_uri)
         self.log.info("%s", validate.verdict(summary))
         if self.fail_on_reject:
             validate.check(summary)  # raises FileRejected (a DataError): the run stops here
