@@ -69,21 +69,20 @@ def _double(folder: Path, out: Path, schema_path: Path) -> tuple[Path, list[Path
 def run_case(schema_path: Path, ref_files: list, cur_files: list, config: dict, repeat: int, tmp: Path) -> dict:
     schema = load_schema(str(schema_path))
     reference = D.build_reference(ref_files, schema_path, config)
-    stored = tmp / f"{schema.name}_reference.json"
-    stored.write_text(json.dumps(reference))
+    stored = Path(D.save_reference(reference, tmp / f"{schema.name}_reference.json"))
 
     def with_stored():
         ref = D.load_reference(stored)
-        return D.check_drift(ref, cur_files, schema_path)
+        return D.check_drift(ref, cur_files, schema_path, config=config)
 
     def recompute():
         ref = D.build_reference(ref_files, schema_path, config)
-        return D.check_drift(ref, cur_files, schema_path)
+        return D.check_drift(ref, cur_files, schema_path, config=config)
 
     current_table = D.read_table(cur_files, schema)
 
     def current_side():
-        return D.compute_stats(current_table, schema, config, grid=reference["stats"])
+        return D.compute_stats(current_table, schema, reference["config"], reference=reference["stats"])
 
     t_stored, result = _median_time(with_stored, repeat)
     t_recompute, _ = _median_time(recompute, max(2, repeat // 2))
@@ -97,7 +96,8 @@ def run_case(schema_path: Path, ref_files: list, cur_files: list, config: dict, 
             "current_stats_s": t_current, "current_read_s": t_read,
             "current_rows_per_s": current_table.num_rows / t_current,
             "current_rows_per_s_with_read": current_table.num_rows / (t_current + t_read),
-            "reference_json_bytes": stored.stat().st_size, "scores": len(result["scores"])}
+            "reference_json_bytes": stored.stat().st_size,
+            "reference_values_bytes": stored.with_name(stored.stem + ".values.parquet").stat().st_size, "scores": len(result["scores"])}
 
 
 def main(argv=None) -> dict:

@@ -9,7 +9,7 @@ deferrable, with a timeout shorter than the schedule; no new data → the run is
 `processed_file_sets` record has not seen; a `file_set` param pins one) → `validate` (GX suite;
 bad rows → quarantine) → `check_validation` (a rejected set is recorded, alerted and stops the
 run: no training, champion untouched) → `drift` (against the champion's reference; scores always
-stored, breaches alerted) → `training_window` (validated sets of the last `window_days`) →
+stored, breaches alerted; policy `block` stops the run before training) → `training_window` (validated sets of the last `window_days`) →
 `transform` (Beam) → `train` (warm start from the champion) → evaluate → register → `gate` →
 `promote` or `keep` → `record_outcome`.
 
@@ -101,11 +101,12 @@ def dynamic_training():
                                    + " | ".join(summary["rejected"]))
 
     checked = check_validation(validate.output, picked["date"])
-    DriftCheckOperator(
+    drift = DriftCheckOperator(
         task_id="drift", data=checked["accepted"], schema_path=CONFIG["schema_path"],
         registry_root=CONFIG["registry"]["root"], warehouse=CONFIG["warehouse"],
         report_uri=RUN_DIR + "/drift_report.html",
         data_date="{{ ti.xcom_pull(task_ids='pick_file_set', key='date') }}",
+        config=CONFIG["drift"],  # thresholds and policy as the profile says now
     )
 
     @task
@@ -122,8 +123,9 @@ def dynamic_training():
         return {"dates": [d for d in dates if any(f"dt={d}__" in f for f in files)], "files": files}
 
     window = training_window(picked["date"])
-    checked >> window  # drift informs (scores, alerts, report); the gate decides on the candidate
+    checked >> window
     transform = beam_transform(CONFIG, task_id="transform", inputs=window["files"], output=RUN_DIR + "/transform")
+    drift >> transform  # policy alert: scores, alerts, report, the gate decides; block: the run stops here
 
     t = CONFIG["training"]
     train = train_model(CONFIG, task_id="train", output=RUN_DIR + "/candidate", trainer_args={

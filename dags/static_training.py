@@ -7,7 +7,8 @@ problems, or a weekly refresh).
 `find_data` (complete partitions in the window ending at the run's logical date) → `validate`
 (Great Expectations suite generated from the schema; bad rows → quarantine with their reason; a
 file over the violation limit stops the run here, before any training) → `drift` (against the
-champion's reference statistics; every score → `drift_scores`, breaches → alerts; HTML report) and
+champion's reference statistics, thresholds and policy from the profile's `drift:` section; every
+score → `drift_scores`, breaches → alerts; HTML report; policy `block` stops the run here) →
 `transform` (Beam: parse, clean, statistics, sharded TFRecords, hash split by sensor) → `train`
 (`ml.trainer`, warm start from the champion) → `evaluate_candidate` / `evaluate_champion` (AUC,
 cost-weighted error, by road type, on the same eval data) → `register_candidate` (immutable
@@ -70,7 +71,7 @@ def static_training():
         limits=CONFIG["validation"],
         multiple_outputs=True,  # downstream tasks take validate.output["accepted"]
     )
-    DriftCheckOperator(
+    drift = DriftCheckOperator(
         task_id="drift",
         data=validate.output["accepted"],
         schema_path=CONFIG["schema_path"],
@@ -78,9 +79,11 @@ def static_training():
         warehouse=CONFIG["warehouse"],
         report_uri=RUN_DIR + "/drift_report.html",
         data_date="{{ ds }}",
+        config=CONFIG["drift"],  # thresholds and policy as the profile says now
     )
     transform = beam_transform(CONFIG, task_id="transform", inputs=validate.output["accepted"],
                                output=RUN_DIR + "/transform")
+    drift >> transform  # a `block` policy stops the run before training
 
     train = train_model(
         CONFIG, task_id="train", output=RUN_DIR + "/candidate",

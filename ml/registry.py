@@ -5,7 +5,8 @@ Layout under `root` (the local stand-in for Vertex AI Model Registry + version a
     versions/v0001/model/            copy of the SavedModel directory (read-only)
     versions/v0001/metadata.json     version, created_at, metrics, data_range, schema_hash,
                                      parent_version, plus the caller's extra keys (read-only)
-    versions/v0001/attachments/      <name>.json files written once each (blessings, statistics)
+    versions/v0001/attachments/      <name>.json payloads and other files (attach_file), written
+                                     once each (blessings, statistics, reference values)
     aliases.json                     {"champion": "v0003" | null, "previous": ... }
     history.jsonl                    one line per alias move, append-only
     .lock                            fcntl.flock: register/promote/rollback/attach never interleave
@@ -343,6 +344,40 @@ def read_attachment(root, version_or_alias: str, name: str) -> dict:
     if not path.exists():
         raise RegistryError(f"no attachment {name!r} for {version_or_alias}")
     return json.loads(path.read_text())
+
+
+def attach_file(root, version: str, name: str, source_path) -> str:
+    """Copy `source_path` to `versions/<v>/attachments/<name>` once (RegistryError if it exists);
+    return its path. The file counterpart of `attach` (e.g. reference values as Parquet): same
+    lock, same create-once `os.link` of a fsynced temp file, read-only afterwards."""
+    root = Path(root)
+    if not _NAME.match(name) or name.endswith(".json"):
+        raise RegistryError(f"invalid attachment file name {name!r} (JSON payloads go through attach)")
+    with _locked(root):
+        _clean_leftovers(root)
+        folder = _versions_dir(root) / _resolve(root, version) / "attachments"
+        final = folder / name
+        tmp = folder / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+        shutil.copyfile(to_path(source_path), tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, final)  # atomic create-once: fails if the name exists
+        except FileExistsError:
+            raise RegistryError(f"attachment {name!r} already exists for {version}") from None
+        finally:
+            tmp.unlink()
+        os.chmod(final, 0o444)
+    return str(final)
+
+
+def attachment_path(root, version_or_alias: str, name: str) -> Path:
+    """Where the file attachment `name` of a version lies; RegistryError if it was never attached."""
+    root = Path(root)
+    path = _versions_dir(root) / _resolve(root, version_or_alias) / "attachments" / name
+    if not _NAME.match(name) or not path.is_file():
+        raise RegistryError(f"no attachment file {name!r} for {version_or_alias}")
+    return path
 
 
 # ---------------------------------------------------------------- CLI

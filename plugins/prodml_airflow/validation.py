@@ -44,15 +44,18 @@ class ValidateDataOperator(BaseOperator):
 
 class DriftCheckOperator(BaseOperator):
     """Compare new data with the reference statistics stored on a model version (default: the
-    champion). Every score goes to `drift_scores`; breaches raise alerts; the HTML report is
-    written to `report_uri`. Fails the task on drift only when `fail_on_drift` is set."""
+    champion) under the thresholds and policy of `config` (the profile's `drift:` section, read at
+    every check). Every score goes to `drift_scores`; breaches raise alerts; the HTML report is
+    written to `report_uri`. The task fails (the run stops before training) only where the policy
+    says `block` for a breached feature; with no reference yet (the first model) it compares
+    nothing and succeeds, so training downstream still runs."""
 
     template_fields: Sequence[str] = ("data", "schema_path", "registry_root", "version", "report_uri",
-                                      "data_date", "thresholds")
+                                      "data_date")
 
     def __init__(self, *, data, schema_path: str, registry_root: str, warehouse: dict | None = None,
                  version: str = "champion", report_uri: str | None = None, data_date: str | None = None,
-                 thresholds: dict | None = None, fail_on_drift: bool = False, **kwargs):
+                 config: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         self.data = data
         self.schema_path = schema_path
@@ -61,11 +64,10 @@ class DriftCheckOperator(BaseOperator):
         self.version = version
         self.report_uri = report_uri
         self.data_date = data_date
-        self.thresholds = thresholds
-        self.fail_on_drift = fail_on_drift
+        self.config = config  # the profile's `drift:` section
 
     def execute(self, context) -> dict:
-        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException
 
         from ml import drift, registry
         from ml.warehouse import connect
@@ -73,15 +75,16 @@ class DriftCheckOperator(BaseOperator):
         try:
             version = registry.get(self.registry_root, self.version)["version"]
             reference = drift.load_reference(self.registry_root, version)
-        except registry.RegistryError as exc:  # the very first model: nothing to compare against yet
-            raise AirflowSkipException(f"no reference statistics to compare with: {exc}") from None
+        except (registry.RegistryError, drift.DriftError) as exc:  # e.g. the very first model
+            self.log.warning("no reference statistics to compare with, nothing checked: %s", exc)
+            return {"ok": True, "compared": False, "reason": str(exc)}
         run_id = context["run_id"] if context and "run_id" in context else None
         warehouse = connect(self.warehouse) if self.warehouse else None
         try:
             if warehouse is not None:
                 warehouse.ensure_tables()
-            result = drift.check_drift(reference, self.data, self.schema_path, warehouse=warehouse,
-                                       thresholds=self.thresholds, run_id=run_id, data_date=self.data_date,
+            result = drift.check_drift(reference, self.data, self.schema_path, config=self.config,
+                                       warehouse=warehouse, run_id=run_id, data_date=self.data_date,
                                        model_version=version, source=f"{self.dag_id}.{self.task_id}",
                                        report_path=self.report_uri)
         finally:
@@ -90,8 +93,9 @@ class DriftCheckOperator(BaseOperator):
         self.log.info("%s", drift.verdict(result))
         if result.get("report"):
             self.log.info("drift report: %s", result["report"])
-        if self.fail_on_drift and not result["ok"]:
-            raise RuntimeError(drift.verdict(result))
-        return {"ok": result["ok"], "drifted": result["drifted"], "leakage": result["leakage"],
+        if result["blocked"]:
+            raise AirflowFailException(f"drift policy blocks training on {result['blocked']}:\n"
+                                       + drift.verdict(result))
+        return {"ok": result["ok"], "compared": True, "drifted": result["drifted"], "leakage": result["leakage"],
                 "drifted_share": result["drifted_share"], "report": result.get("report"),
                 "model_version": version, "run_id": result["run_id"]}

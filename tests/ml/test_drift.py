@@ -1,4 +1,4 @@
-"""ml.drift on simulator ground truth: thresholds are frozen in include/config/local.yaml
+"""ml.drift on simulator ground truth: thresholds are set in include/config/local.yaml
 (calibrated on seed 1); these tests use held-out seeds."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import yaml
 
 from ml import drift as D
 from ml import registry
+from ml.drift.reference import storable
 from ml.features import SchemaError, load_schema
 from ml.simulate import simulate
 from ml.warehouse import DuckDBWarehouse
@@ -49,7 +50,7 @@ def world(tmp_path_factory):
     results = {}
     for i in range(14, DAYS):
         day = START + dt.timedelta(days=i)
-        results[day] = D.check_drift(reference, _day(out, day), SCHEMA)
+        results[day] = D.check_drift(reference, _day(out, day), SCHEMA, config=CONFIG)
     return out, truth, reference, results
 
 
@@ -97,16 +98,21 @@ def test_reference_statistics_content(world):
     stats = reference["stats"]
     speed = stats["features"]["avg_speed_kmh"]
     for key in ("count", "nulls", "min", "q1", "median", "q3", "max", "mean", "std", "skewness", "n_modes",
-                "edges", "hist", "label_mi"):
+                "edges", "hist", "label_mi", "quantiles"):
         assert key in speed
     assert speed["min"] <= speed["q1"] <= speed["median"] <= speed["q3"] <= speed["max"]
-    assert sum(speed["hist"]) == speed["count"] and speed["hist"][0] == speed["hist"][-1] == 0
+    # quantile bins of the reference: each holds about 1/bins of the values, none is empty
+    assert sum(speed["hist"]) == speed["count"] and len(speed["hist"]) == len(speed["edges"]) + 1
+    assert max(speed["hist"]) < 2 * speed["count"] / len(speed["hist"]) and min(speed["hist"]) > 0
     road = stats["features"]["road_type"]
     assert road["cardinality"] == 4 and road["top_k"][0][1] == max(road["values"].values())
     assert set(stats["slices"]["values"]) == {"arterial", "highway", "collector", "residential"}
-    assert reference["thresholds"]["features"]["forecast_temp_c"]["wasserstein_std"] == 4.0
-    assert reference["thresholds"]["features"]["day_of_week"]["monitor"] is False
-    json.dumps(reference)  # storable
+    assert "thresholds" not in reference  # statistics only: thresholds come from the config at each check
+    thresholds = D.resolve_thresholds(load_schema(str(SCHEMA)), CONFIG)
+    assert thresholds["features"]["forecast_temp_c"]["wasserstein_std"] == 4.0
+    assert thresholds["features"]["day_of_week"]["monitor"] is False
+    assert reference["values"].num_rows == stats["rows"]  # under the cap: every value stored
+    json.dumps(storable(reference))
 
 
 def test_registry_warehouse_alerts_and_report(world, tmp_path):
@@ -119,14 +125,16 @@ def test_registry_warehouse_alerts_and_report(world, tmp_path):
     refs = [_day(out, START + dt.timedelta(days=i))[0] for i in range(14)]
     D.store_reference(root, version, refs, SCHEMA, CONFIG)
     stored = D.load_reference(root, version)
-    assert stored["thresholds"] == reference["thresholds"]
+    assert stored["stats"]["features"] == reference["stats"]["features"]
     assert "reference_stats" in registry.get(root, version)["attachments"]
+    assert registry.attachment_path(root, version, D.VALUES_ATTACHMENT).stat().st_mode & 0o222 == 0  # read-only
     day = next(d for d, name in PLAN.items() if name == "weather_model_shift")
     with DuckDBWarehouse(tmp_path / "w.duckdb", "prodml") as warehouse:
         warehouse.ensure_tables()
-        result = D.check_drift(stored, _day(out, day), SCHEMA, warehouse=warehouse, run_id="r1",
+        result = D.check_drift(stored, _day(out, day), SCHEMA, config=CONFIG, warehouse=warehouse, run_id="r1",
                                data_date=day, model_version=version, report_path=tmp_path / "report.html")
-        normal = D.check_drift(stored, _day(out, day - dt.timedelta(days=1)), SCHEMA, warehouse=warehouse,
+        normal = D.check_drift(stored, _day(out, day - dt.timedelta(days=1)), SCHEMA, config=CONFIG,
+                               warehouse=warehouse,
                                run_id="r0", data_date=day - dt.timedelta(days=1), model_version=version)
         rows = warehouse.query("SELECT run_id, count(*) AS n FROM prodml.drift_scores GROUP BY 1").to_pylist()
         counts = {r["run_id"]: r["n"] for r in rows}
