@@ -172,14 +172,16 @@ def read_header(file, data: bytes | None = None) -> list[str]:
         return [name.strip() for name in next(csv.reader(handle), [])]
 
 
-def parse_numbers(column, type_: str):
+def parse_numbers(column, type_: str, ok=None):
     """Strings → int64/float64 by the schema's number syntax; anything else (empty, "abc", "nan",
-    "1_000") becomes NULL. Used where data is measured, not judged (validation judges)."""
+    "1_000") becomes NULL. Used where data is measured, not judged (validation judges).
+    `ok`: a boolean mask of the values already known to match the syntax (saves the regex)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     text = pc.utf8_trim_whitespace(column)
-    ok = pc.fill_null(pc.match_substring_regex(text, INT_RE if type_ == "int" else FLOAT_RE), False)
+    if ok is None:
+        ok = pc.fill_null(pc.match_substring_regex(text, INT_RE if type_ == "int" else FLOAT_RE), False)
     numbers = pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64())
     if type_ == "int":  # "+5" is an int by the schema's syntax; Arrow's int parser refuses the sign
         return pc.cast(numbers, pa.int64())

@@ -92,7 +92,14 @@ def _text(column) -> pa.Array:
 
 
 def csv_bytes(columns: list) -> bytes:
-    """Rows of string columns as CSV lines, quoting only the values that need it (vectorised)."""
+    """Rows of string columns as CSV lines, quoting only the values that need it."""
+    table = pa.table({str(i): column for i, column in enumerate(columns)})
+    sink = pa.BufferOutputStream()
+    try:  # Arrow's writer, unquoted: refuses (fast) when a value holds a comma, quote or newline
+        pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="none"))
+        return sink.getvalue().to_pybytes()
+    except pa.ArrowInvalid:
+        pass
     cells = []
     for column in columns:
         quoted = pc.binary_join_element_wise('"', pc.replace_substring(column, '"', '""'), '"', "")
@@ -127,10 +134,15 @@ class Streamed:
     sample: Sample = field(default_factory=Sample)
 
 
-def _typed(text: dict, schema: F.Schema) -> dict:
+def _typed(text: dict, schema: F.Schema, syntax_ok: dict) -> dict:
+    """Numbers parsed from the values that passed their type rule (the rest are NULL), as float64:
+    what the typed suite's set and range rules read."""
     out = {}
     for name, type_, _ in expected_columns(schema):
-        out[name] = text[name] if type_ == "string" else pc.cast(F.parse_numbers(text[name], type_), pa.float64())
+        if type_ == "string":
+            out[name] = text[name]
+        else:
+            out[name] = pc.cast(F.parse_numbers(text[name], type_, ok=syntax_ok.get(name)), pa.float64())
     return out
 
 
@@ -163,14 +175,18 @@ def stream(path: Path, header: list[str], schema: F.Schema, checks: list[Check],
             text = {name: _text(batch.column(name)) for name in schema.columns}
             for name, column in text.items():
                 out.nulls[name] = out.nulls.get(name, 0) + column.null_count
-            typed = _typed(text, schema)
+            typed, syntax_ok = None, {}
             bad = np.zeros(n, dtype=bool)
             failed = []
             for i, check in enumerate(checks):
                 if not check.kind.startswith("ExpectColumn"):
                     continue
+                if check.stage == "typed" and typed is None:  # raw checks come first in suite order
+                    typed = _typed(text, schema, syntax_ok)
                 column = (text if check.stage == "raw" else typed)[check.field]
                 mask = fails(check, column)
+                if check.rule.startswith("type_"):
+                    syntax_ok[check.field] = pa.array(~mask & pc.is_valid(column).to_numpy(zero_copy_only=False))
                 if out.rows < sample_rows:
                     out.sample.counts[i] = out.sample.counts.get(i, 0) + int(mask[:sample_rows - out.rows].sum())
                 if check.level == "file":
@@ -180,6 +196,7 @@ def stream(path: Path, header: list[str], schema: F.Schema, checks: list[Check],
                 elif mask.any():
                     failed.append((check, mask))
                     bad |= mask
+            typed = typed if typed is not None else _typed(text, schema, syntax_ok)
             if out.rows < sample_rows:
                 k = sample_rows - out.rows
                 out.sample.text = {name: col.slice(0, k) for name, col in text.items()}
