@@ -4,7 +4,8 @@ run, prints a table (baseline, ours, ratio, rows/s) and writes benchmarks/result
     python -m benchmarks.run [--only B1,B2,B3,B4,drift] [--rows N] [--repeat N]
 
 B1 input pipeline (ml.trainer.make_dataset), B2 Beam transform (ml.transform), B3 DAG parsing
-(dags/), B4 batch prediction (ml.prediction_job → DuckDB), drift (benchmarks.drift_bench).
+(dags/), B4 batch prediction (ml.prediction_job → DuckDB), drift (benchmarks.drift_bench),
+validate (benchmarks.validate_bench: 1M rows, and peak memory on 10M).
 `--rows` overrides the row count of B1, B2 and B4 (defaults are sized to finish everything in
 under 10 minutes on 2 cores). Simulated data is cached under benchmarks/.data (delete it to
 regenerate). Timings on a shared machine are noisy: medians of repeats where they are cheap.
@@ -22,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.common import RESULTS, machine  # noqa: E402
 
-ALL = ("B1", "B2", "B3", "B4", "drift")
+ALL = ("B1", "B2", "B3", "B4", "drift", "validate")
 DEFAULT_ROWS = {"B1": 240_000, "B2": 120_000, "B4": 120_000}
 
 
@@ -56,7 +57,13 @@ def _drift(rows, repeat):
     return drift_bench.main(["--repeat", str(max(repeat, 3))])
 
 
-RUNNERS = {"B1": _b1, "B2": _b2, "B3": _b3, "B4": _b4, "drift": _drift}
+def _validate(rows, repeat):
+    from benchmarks import validate_bench
+
+    return validate_bench.run(rows=rows or 1_000_000)
+
+
+RUNNERS = {"B1": _b1, "B2": _b2, "B3": _b3, "B4": _b4, "drift": _drift, "validate": _validate}
 
 
 def main(argv=None) -> dict:

@@ -11,7 +11,15 @@ import json
 
 import pytest
 
-from benchmarks import batch_prediction, beam_transform, common, dag_parsing, input_pipeline, run
+from benchmarks import (
+    batch_prediction,
+    beam_transform,
+    common,
+    dag_parsing,
+    input_pipeline,
+    run,
+    validate_bench,
+)
 
 TINY = 2400  # 100 sensors x 1 day
 
@@ -19,7 +27,7 @@ TINY = 2400  # 100 sensors x 1 day
 @pytest.fixture(autouse=True)
 def bench_dirs(tmp_path_factory, monkeypatch):
     base = tmp_path_factory.getbasetemp() / "bench"
-    for module in (common, input_pipeline, batch_prediction):
+    for module in (common, input_pipeline, batch_prediction, validate_bench):
         monkeypatch.setattr(module, "DATA", base / "data", raising=False)
     monkeypatch.setattr(common, "RESULTS", base / "results")
     return base
@@ -82,3 +90,10 @@ def test_b4_batch_prediction(bench_dirs):
 def test_runner_rejects_unknown_names():
     with pytest.raises(SystemExit):
         run.main(["--only", "B9"])
+
+
+def test_validate_benchmark_decides_every_row(bench_dirs):
+    result = validate_bench.run(rows=TINY, large_rows=TINY * 2)
+    _figures_ok(result)
+    assert result["rows"] == result["accepted"] == TINY  # every row of the clean file accepted
+    assert result["large"]["rows"] == TINY * 2
