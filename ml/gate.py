@@ -48,7 +48,7 @@ from ml import registry
 from ml.storage import to_path
 
 BLESSING = "blessing"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_PARENT = Path(__file__).resolve().parents[1]  # the folder `ml` imports from, for the serving process
 
 DEFAULT_INFRA = {
     "single_requests": 50,
@@ -209,10 +209,10 @@ def infra_validate(model_dir, canary_rows: dict, budgets: dict, *, schema_path: 
                 "--single-requests", str(b["single_requests"]), "--batch-requests", str(b["batch_requests"]),
                 "--batch-size", str(b["batch_size"])]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_PARENT), os.environ.get("PYTHONPATH")]))}
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=b["timeout_s"], env=env,
-                                  cwd=PROJECT_ROOT)
+                                  cwd=PACKAGE_PARENT)
         except subprocess.TimeoutExpired:
             reasons.append(f"infra: the serving process did not finish within {b['timeout_s']} s")
             return {"passed": False, "reasons": reasons, "measured": measured, "budgets": b}
