@@ -6,9 +6,9 @@ run, prints a table (baseline, ours, ratio, rows/s) and writes benchmarks/result
 B1 input pipeline (ml.trainer.make_dataset), B2 Beam transform (ml.transform), B3 DAG parsing
 (dags/), B4 batch prediction (ml.prediction_job → DuckDB), drift (benchmarks.drift_bench),
 validate (benchmarks.validate_bench: 1M rows, and peak memory on 10M).
-`--rows` overrides the row count of B1, B2 and B4 (defaults are sized to finish everything in
-under 10 minutes on 2 cores). Simulated data is cached under benchmarks/.data (delete it to
-regenerate). Timings on a shared machine are noisy: medians of repeats where they are cheap.
+`--rows` overrides the row count of B1, B2, B4 and of drift's scale case (1M x 20 by default;
+defaults are sized to finish everything in under 10 minutes on 2 cores). Simulated data is
+cached under benchmarks/.data (delete it to regenerate). Timings on a shared machine are noisy: medians of repeats where they are cheap.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _b4(rows, repeat):
 def _drift(rows, repeat):
     from benchmarks import drift_bench
 
-    return drift_bench.main(["--repeat", str(max(repeat, 3))])
+    return drift_bench.main(["--repeat", str(max(repeat, 3)), *(["--rows", str(rows)] if rows else [])])
 
 
 def _validate(rows, repeat):
@@ -69,7 +69,7 @@ RUNNERS = {"B1": _b1, "B2": _b2, "B3": _b3, "B4": _b4, "drift": _drift, "validat
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     parser.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
-    parser.add_argument("--rows", type=int, default=None, help="row count for B1, B2 and B4")
+    parser.add_argument("--rows", type=int, default=None, help="row count for B1, B2, B4 and drift scale")
     parser.add_argument("--repeat", type=int, default=3, help="repeats of the cheap measurements (median)")
     args = parser.parse_args(argv)
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]

@@ -12,7 +12,7 @@ from ml import features as F
 from ml.drift.config import TABLE, blocking, resolve_policy, resolve_thresholds
 from ml.drift.metrics import METRICS, Pair, compare_feature
 from ml.drift.reference import reference_profile
-from ml.drift.statistics import Profile, measure, read_table
+from ml.drift.statistics import Profile, measure, parallel, read_table
 
 MISSING_THRESHOLD = 0.5  # a monitored column absent from the current data always breaches
 SCORES_SCHEMA = pa.schema([
@@ -76,12 +76,13 @@ def compare(reference: Profile, current: Profile, schema: F.Schema, thresholds: 
                     current.values.get((key, name), (None,))[0], min_bin)
 
     small = cur_stats["rows"] < int(thresholds["min_rows"])
+    jobs = []  # (feature, slice label, Pair, limits, factor): the metrics run in parallel below
     for name, ref in ref_stats["features"].items():
         cur = cur_stats["features"].get(name, {"kind": ref["kind"], "missing": True})
-        add(name, "all", _decide(compare_feature(pair(name, ref, cur, None)), {} if small else limits.get(name, {})))
+        jobs.append((name, "all", pair(name, ref, cur, None), {} if small else limits.get(name, {}), 1.0))
     if schema.label and "label" in ref_stats and "label" in cur_stats:
-        add(schema.label, "all", _decide(compare_feature(Pair(ref_stats["label"], cur_stats["label"])),
-                                         {} if small else limits.get(schema.label, {})))
+        jobs.append((schema.label, "all", Pair(ref_stats["label"], cur_stats["label"]),
+                     {} if small else limits.get(schema.label, {}), 1.0))
     ref_slices = (ref_stats.get("slices") or {}).get("values", {})
     factor = float(thresholds["slice_factor"])
     for value, cur_slice in ((cur_stats.get("slices") or {}).get("values") or {}).items():
@@ -93,8 +94,11 @@ def compare(reference: Profile, current: Profile, schema: F.Schema, thresholds: 
             cur = cur_slice["features"].get(name, {"kind": ref["kind"], "missing": True})
             slice_limits = {k: v for k, v in limits.get(name, {}).items()
                             if k not in ("single_feature_auc", "oov_rate")} if enough else {}
-            add(name, f"{ref_stats['slices']['by']}={value}",
-                _decide(compare_feature(pair(name, ref, cur, value)), slice_limits, factor))
+            jobs.append((name, f"{ref_stats['slices']['by']}={value}", pair(name, ref, cur, value), slice_limits,
+                         factor))
+    for (name, slice_, _, job_limits, job_factor), values in zip(
+            jobs, parallel(lambda job: compare_feature(job[2]), jobs), strict=True):
+        add(name, slice_, _decide(values, job_limits, job_factor))
     drifted = sorted({s["feature"] for s in scores if s["breached"] and s["metric"] != "single_feature_auc"})
     leakage = sorted({s["feature"] for s in scores if s["breached"] and s["metric"] == "single_feature_auc"})
     share = len(drifted) / (sum(1 for v in limits.values() if v.get("monitor", True)) or 1)

@@ -90,6 +90,11 @@ class Pair:
         return gaps, np.diff(merged), last
 
     @cached_property
+    def w1(self) -> float:
+        gaps, widths, _ = self.cdf_gaps
+        return float(np.dot(gaps[:-1], widths))
+
+    @cached_property
     def binned(self) -> tuple[np.ndarray, np.ndarray]:
         """(reference counts, current counts) on one binning: the quantile bins or the categories."""
         if self.ref["kind"] == "numeric":
@@ -198,10 +203,7 @@ def ks(pair: Pair) -> float | None:
 
 @metric("numeric")
 def wasserstein(pair: Pair) -> float | None:
-    if not pair.both:
-        return None
-    gaps, widths, _ = pair.cdf_gaps
-    return float(np.dot(gaps[:-1], widths))
+    return pair.w1 if pair.both else None
 
 
 @metric("numeric")

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from ml import features as F
 from ml.drift.config import BINNING_KEYS, DriftError, merge_config, monitored
-from ml.drift.statistics import Profile, measure, read_table, slice_rows, sorted_values
+from ml.drift.statistics import Profile, measure, numeric_arrays, read_table, slice_rows, sorted_values
 from ml.storage import to_path
 
 ATTACHMENT = "reference_stats"
@@ -134,7 +134,7 @@ def reference_profile(reference: dict) -> Profile:
     stats, values = reference["stats"], reference["values"]
     numeric = [n for n, s in stats["features"].items() if s.get("kind") == "numeric"]
     slices = slice_rows(values, reference["config"].get("slice_by"))
-    return Profile(stats, sorted_values(values, numeric, slices))
+    return Profile(stats, sorted_values(numeric_arrays(values, numeric), slices))
 
 
 def _values_beside(path: Path) -> Path:

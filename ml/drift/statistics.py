@@ -18,6 +18,7 @@ outer bins reach -inf and +inf, so no value of the current data falls outside th
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,17 +49,20 @@ def read_table(paths, schema: F.Schema) -> pa.Table:
     its type becomes NULL (validation rejects such rows; drift only measures)."""
     from ml.validate import expand
 
-    files = expand(paths)
+    files = [str(f) for f in expand(paths)]
     if not files:
         raise DriftError(f"no CSV files in {paths}")
     try:
-        return F.read_csv_files([str(f) for f in files], schema, bad_values="null")
+        try:  # typed parsing is several times faster; it refuses a file with any bad value
+            return F.read_csv_files(files, schema)
+        except ValueError:
+            return F.read_csv_files(files, schema, bad_values="null")
     except (ValueError, OSError, pa.ArrowInvalid) as exc:
         raise DriftError(f"cannot read {paths} as CSV: {exc}") from None
 
 
 def numeric_array(column) -> np.ndarray:
-    """float64 with NaN for nulls and non-finite values."""
+    """float64 with NaN for nulls and non-finite values ("nan", "inf": NULL, as the lenient reader makes them)."""
     x = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
     if not x.flags.writeable:
         x = x.copy()
@@ -96,17 +100,30 @@ def slice_rows(table: pa.Table, slice_by: str | None) -> dict[str, np.ndarray]:
     return {name: np.flatnonzero(codes == i) for i, name in enumerate(names)}
 
 
-def sorted_values(table: pa.Table, names: list[str], slices: dict[str, np.ndarray]) -> dict:
-    """(None or slice value, name) → (sorted finite values, nulls) for each numeric column."""
-    out = {}
-    for name in names:
-        if name not in table.column_names:
-            continue
-        x = numeric_array(table.column(name))
-        out[(None, name)] = sort_finite(x)
-        for value, rows in slices.items():
-            out[(value, name)] = sort_finite(x[rows])
-    return out
+def numeric_arrays(table: pa.Table, names: list[str]) -> dict[str, np.ndarray]:
+    return {name: numeric_array(table.column(name)) for name in names if name in table.column_names}
+
+
+def sorted_values(arrays: dict[str, np.ndarray], slices: dict[str, np.ndarray]) -> dict:
+    """(None or slice value, name) → (sorted finite values, nulls) for each numeric column; the
+    columns are sorted on parallel threads (NumPy releases the GIL while sorting)."""
+    def one(name):
+        x = arrays[name]
+        return [((None, name), sort_finite(x))] + [((value, name), sort_finite(x[rows]))
+                                                   for value, rows in slices.items()]
+
+    return dict(item for items in parallel(one, list(arrays)) for item in items)
+
+
+def parallel(fn, items: list) -> list:
+    """`[fn(item) for item in items]` on one thread per core: the work per column is NumPy/Arrow
+    kernels that release the GIL (sorts, searches, reductions), so columns overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(items) < 2:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(fn, items))
 
 
 # ---------------------------------------------------------------------------- numeric
@@ -150,8 +167,12 @@ def numeric_stats(s: np.ndarray, nulls: int, edges: np.ndarray) -> dict:
     out = {"kind": "numeric", "count": int(s.size), "nulls": int(nulls)}
     if s.size:
         q = quantiles(s, P_GRID)
-        mean, std = float(s.mean()), float(s.std())
-        skew = float((((s - mean) / std) ** 3).mean()) if std > 0 else 0.0
+        mean = float(s.mean())
+        d = s - mean
+        d2 = d * d
+        m2, m3 = float(d2.sum()) / s.size, float(np.dot(d2, d)) / s.size  # central moments, one temp each
+        std = m2 ** 0.5
+        skew = m3 / m2 ** 1.5 if m2 > 0 else 0.0
         out.update(min=float(q[0]), q1=float(q[25]), median=float(q[50]), q3=float(q[75]), max=float(q[100]),
                    mean=mean, std=std, skewness=skew, n_modes=_n_modes(s), quantiles=q.tolist())
     out["edges"] = [float(e) for e in edges]
@@ -179,11 +200,9 @@ def single_feature_auc(score: np.ndarray, y: np.ndarray) -> float | None:
     return None if value is None else max(value, 1.0 - value)
 
 
-def numeric_label_stats(x: np.ndarray, y: np.ndarray, label_edges: np.ndarray | None, leakage: bool) -> dict:
+def numeric_label_stats(x: np.ndarray, y: np.ndarray, label_edges: np.ndarray, leakage: bool) -> dict:
     keep = ~np.isnan(x) & (y >= 0)
     xv, yv = x[keep], y[keep]
-    if label_edges is None:  # the reference: its deciles
-        label_edges = quantile_edges(np.sort(xv), 10)
     b = np.searchsorted(label_edges, xv, side="right")
     n = np.bincount(b, minlength=len(label_edges) + 1)
     pos = np.bincount(b, weights=yv, minlength=len(label_edges) + 1).astype(np.int64)
@@ -235,29 +254,33 @@ def measure(table: pa.Table, schema: F.Schema, binning: dict, reference: dict | 
     ref_features = (reference or {}).get("features", {})
     slice_by = binning.get("slice_by")
     slices = slice_rows(table, slice_by)
-    numeric = [f.name for f in monitored(schema) if f.is_numeric]
-    values = sorted_values(table, numeric, slices)
+    arrays = numeric_arrays(table, [f.name for f in monitored(schema) if f.is_numeric])
+    values = sorted_values(arrays, slices)
     y = label_array(table, schema)
-    features, codes = {}, {}
-    for f in monitored(schema):
+    top_k, max_values = int(binning["top_k"]), int(binning["max_values"])
+
+    def one(f: F.Feature) -> tuple[dict, tuple | None]:
         if f.name not in table.column_names:
-            features[f.name] = {"kind": f.kind, "missing": True}
-            continue
+            return {"kind": f.kind, "missing": True}, None
         ref = ref_features.get(f.name) or {}
         if f.is_numeric:
             s, nulls = values[(None, f.name)]
             edges = np.asarray(ref["edges"]) if "edges" in ref else quantile_edges(s, int(binning["bins"]))
-            features[f.name] = numeric_stats(s, nulls, edges)
-            if y is not None:
-                label_edges = np.asarray(ref["label_edges"]) if "label_edges" in ref else None
-                features[f.name].update(numeric_label_stats(numeric_array(table.column(f.name)), y,
-                                                            label_edges, leakage))
-        else:
-            codes[f.name] = category_codes(table.column(f.name))
-            stats = categorical_stats(*codes[f.name], int(binning["top_k"]), int(binning["max_values"]))
-            if y is not None:
-                stats.update(categorical_label_stats(*codes[f.name], y, stats["values"], leakage))
-            features[f.name] = stats
+            out = numeric_stats(s, nulls, edges)
+            if y is not None:  # label bins: the reference's deciles
+                label_edges = np.asarray(ref["label_edges"]) if "label_edges" in ref else quantile_edges(s, 10)
+                out.update(numeric_label_stats(arrays[f.name], y, label_edges, leakage))
+            return out, None
+        codes = category_codes(table.column(f.name))
+        out = categorical_stats(*codes, top_k, max_values)
+        if y is not None:
+            out.update(categorical_label_stats(*codes, y, out["values"], leakage))
+        return out, codes
+
+    names = [f.name for f in monitored(schema)]
+    done = dict(zip(names, parallel(one, monitored(schema)), strict=True))
+    features = {name: stats for name, (stats, _) in done.items()}
+    codes = {name: c for name, (_, c) in done.items() if c is not None}
     stats = {"schema": schema.name, "schema_digest": schema.digest, "rows": table.num_rows,
              "computed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "features": features}
     if y is not None:

@@ -97,3 +97,14 @@ def test_validate_benchmark_decides_every_row(bench_dirs):
     _figures_ok(result)
     assert result["rows"] == result["accepted"] == TINY  # every row of the clean file accepted
     assert result["large"]["rows"] == TINY * 2
+
+
+def test_drift_bench_with_its_scale_case(bench_dirs, tmp_path):
+    from benchmarks import drift_bench
+
+    result = drift_bench.main(["--sensors", "5", "--repeat", "1", "--rows", "3000", "--out", str(tmp_path / "d.json")])
+    _figures_ok(result)
+    assert result["base"]["scores"] > 0 and result["doubled"]["monitored"] == 2 * result["base"]["monitored"]
+    scale = result["scale"]
+    assert scale["rows"] == 3000 and "n0" in scale["drifted"]  # the shifted column is caught
+    assert (bench_dirs / "data" / "drift-scale-3000" / "reference.csv").exists()
