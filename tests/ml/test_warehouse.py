@@ -178,23 +178,59 @@ def test_bigquery_runs_sql_files_untranspiled():
     assert [(p.name, p.type_, p.value) for p in config.query_parameters] == [("limit", "INT64", 3)]
 
 
-def test_a_second_writer_waits_for_the_duckdb_lock(tmp_path):
-    """Airflow tasks are separate processes; DuckDB allows one writer per file: the second waits."""
+def test_a_second_writer_waits_for_the_duckdb_lock(tmp_path, monkeypatch):
+    """Airflow tasks are separate processes; DuckDB allows one writer per file: the second waits.
+
+    No sleeps for synchronisation: the holder keeps the lock until told (a line on its stdin), and
+    the second writer is released only once it has been refused the lock at least once."""
     import subprocess
     import sys
-    import time
+    import threading
 
-    from ml.warehouse import DuckDBWarehouse
+    import duckdb
 
     path = tmp_path / "wh.duckdb"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import duckdb, time, sys; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); time.sleep(2)"),
-        str(path)], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
-    start = time.monotonic()
-    wh = DuckDBWarehouse(path, "prodml", lock_timeout_s=30)
-    waited = time.monotonic() - start
-    wh.ensure_tables()
-    wh.close()
-    holder.wait()
-    assert waited > 0.5  # it did wait for the other process instead of failing
+        "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+        "sys.stdin.readline(); c.close()"), str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        # without waiting, the lock conflict is an error that names the lock
+        with pytest.raises(duckdb.IOException, match="(?i)lock"):
+            DuckDBWarehouse(path, "prodml", lock_timeout_s=0)
+
+        refused = threading.Event()
+        real_sleep = wh.time.sleep
+
+        def sleep(seconds):  # the writer backs off only after a refused connect: signal it
+            if threading.current_thread() is writer:
+                refused.set()
+            real_sleep(seconds)
+
+        monkeypatch.setattr(wh.time, "sleep", sleep)
+        result = {}
+
+        def second_writer():
+            try:
+                with DuckDBWarehouse(path, "prodml", lock_timeout_s=60) as w:
+                    w.ensure_tables()
+                    w.load_arrow("predictions", predictions(DAY1, 2))
+                result["ok"] = True
+            except Exception as exc:  # reported below
+                result["error"] = exc
+            finally:
+                refused.set()  # a writer that gave up or got in early must not leave the test waiting
+
+        writer = threading.Thread(target=second_writer)
+        writer.start()
+        assert refused.wait(timeout=60)
+        assert not result and writer.is_alive()  # refused the lock, and waiting for it, not failing
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
+        writer.join(timeout=120)
+        assert result == {"ok": True}
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    with DuckDBWarehouse(path, "prodml") as w:
+        assert w.query("SELECT COUNT(*) AS n FROM prodml.predictions")["n"][0].as_py() == 2
