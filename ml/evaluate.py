@@ -9,20 +9,25 @@ from __future__ import annotations
 import numpy as np
 
 
-def auc(labels, scores) -> float | None:
+def auc(labels, scores, sorted_scores=None) -> float | None:
     """Area under the ROC curve = the Mann–Whitney U statistic / (n_pos · n_neg): the share of
     (positive, negative) pairs the score orders correctly, ties counting one half. None if one
-    class is absent. Computed from the two classes' sorted scores (two sorts and two searches,
-    no ranking of the pooled sample): equal to the rank formula, ties included."""
+    class is absent.
+
+    Computed as U = Σ over positives p of (#scores < p + ½ #scores == p) − n_pos²/2 (the positives'
+    pairs among themselves sum to exactly n_pos²/2): the positives sorted and two binary searches,
+    no ranking of the pooled sample. `sorted_scores`: all of `scores`, already sorted (saves a sort)."""
     labels = np.asarray(labels).astype(bool).ravel()
     scores = np.asarray(scores, dtype=np.float64).ravel()
-    positives, negatives = np.sort(scores[labels]), np.sort(scores[~labels])
-    if positives.size == 0 or negatives.size == 0:
+    positives = np.sort(scores[labels])
+    n_pos, n_neg = positives.size, labels.size - positives.size
+    if n_pos == 0 or n_neg == 0:
         return None
-    below = np.searchsorted(negatives, positives, side="left")  # negatives strictly below each positive
-    tied = np.searchsorted(negatives, positives, side="right") - below
-    u = below.sum(dtype=np.float64) + 0.5 * tied.sum(dtype=np.float64)
-    return float(u / (positives.size * negatives.size))
+    everything = np.sort(scores) if sorted_scores is None else sorted_scores
+    below = np.searchsorted(everything, positives, side="left")
+    tied = np.searchsorted(everything, positives, side="right") - below
+    u = below.sum(dtype=np.float64) + 0.5 * tied.sum(dtype=np.float64) - n_pos * n_pos / 2
+    return float(u / (n_pos * n_neg))
 
 
 def decision_threshold(cost_false_negative: float, cost_false_positive: float) -> float:

@@ -192,15 +192,17 @@ def mutual_information(n: np.ndarray, pos: np.ndarray) -> float:
         return float(np.where(p > 0, p * np.log2(p / (rows * cols)), 0.0).sum())
 
 
-def single_feature_auc(score: np.ndarray, y: np.ndarray) -> float | None:
+def single_feature_auc(score: np.ndarray, y: np.ndarray, sorted_score: np.ndarray | None = None) -> float | None:
     """max(AUC, 1 - AUC) of one feature as a score for the label: ~1 means it alone gives the label away."""
     from ml.evaluate import auc
 
-    value = auc(y, score)
+    value = auc(y, score, sorted_scores=sorted_score)
     return None if value is None else max(value, 1.0 - value)
 
 
-def numeric_label_stats(x: np.ndarray, y: np.ndarray, label_edges: np.ndarray, leakage: bool) -> dict:
+def numeric_label_stats(x: np.ndarray, y: np.ndarray, label_edges: np.ndarray, leakage: bool,
+                        sorted_x: np.ndarray | None = None) -> dict:
+    """`sorted_x`: the sorted finite values of `x` (reused for the AUC when no label is missing)."""
     keep = ~np.isnan(x) & (y >= 0)
     xv, yv = x[keep], y[keep]
     b = np.searchsorted(label_edges, xv, side="right")
@@ -209,7 +211,7 @@ def numeric_label_stats(x: np.ndarray, y: np.ndarray, label_edges: np.ndarray, l
     out = {"label_edges": [float(e) for e in label_edges], "label_n": n.tolist(), "label_pos": pos.tolist(),
            "label_mi": mutual_information(n, pos)}
     if leakage:
-        out["auc"] = single_feature_auc(xv, yv)
+        out["auc"] = single_feature_auc(xv, yv, sorted_x if sorted_x is not None and (y >= 0).all() else None)
     return out
 
 
@@ -269,7 +271,7 @@ def measure(table: pa.Table, schema: F.Schema, binning: dict, reference: dict | 
             out = numeric_stats(s, nulls, edges)
             if y is not None:  # label bins: the reference's deciles
                 label_edges = np.asarray(ref["label_edges"]) if "label_edges" in ref else quantile_edges(s, 10)
-                out.update(numeric_label_stats(arrays[f.name], y, label_edges, leakage))
+                out.update(numeric_label_stats(arrays[f.name], y, label_edges, leakage, s))
             return out, None
         codes = category_codes(table.column(f.name))
         out = categorical_stats(*codes, top_k, max_values)
