@@ -67,3 +67,14 @@ def static_training_run(airflow_db, landed, config):
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     run_dir = f"{config['storage']['artifacts']}/static_training/{TRAIN_LOGICAL_DATE:%Y%m%d}"
     return {"state": run.state, "states": states, "run_dir": run_dir}
+
+
+# Tests that need the session's trained model or Airflow are the slow tier; `-m "not slow"` is the
+# fast unit tier (seconds per file) that `make mutate` runs for every mutant.
+SLOW_FIXTURES = {"static_training_run", "trained_model", "airflow_db", "landed"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
