@@ -110,3 +110,20 @@ def test_record_refuses_an_unknown_outcome(warehouse):
     for outcome in file_sets.OUTCOMES:
         file_sets.record(warehouse, outcome, "run-1", outcome)
     assert file_sets.processed(warehouse) == {o: o for o in file_sets.OUTCOMES}
+
+
+def test_processed_at_is_the_utc_instant_even_on_a_machine_in_another_zone(warehouse, monkeypatch):
+    import datetime as dt
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # UTC+9: a local "now" would be 9 hours off
+    time.tzset()
+    try:
+        before = dt.datetime.now(dt.UTC)
+        file_sets.record(warehouse, "2024-03-01", "run-1", "kept")
+        after = dt.datetime.now(dt.UTC)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    [row] = warehouse.run_sql_file("processed_file_sets").to_pylist()
+    assert before - dt.timedelta(seconds=1) <= row["processed_at"] <= after + dt.timedelta(seconds=1)
