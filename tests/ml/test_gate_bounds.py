@@ -178,3 +178,32 @@ def test_wrong_count_non_finite_and_out_of_range_predictions_each_fail():
         "infra: 1 predictions are NaN or infinite"]
     assert gate.check_budgets({**MEASURED, "out_of_range": 1}, AT_BUDGET) == [
         "infra: 1 predictions are outside [0, 1]"]
+
+
+# ---------------------------------------------------------------- the record (no serving needed)
+
+
+def test_the_record_judges_against_the_champion_and_keeps_every_reason(tmp_path):
+    champion = {"auc": 0.875, "cost_weighted_error": 0.25}
+    candidate = {"auc": 0.625, "cost_weighted_error": 0.25}
+    thresholds = {"min_auc": 0.75, "max_auc_drop": 0.125, "infra": {}}
+    # metric reasons (floor and drop vs champion) and the infra reason (no SavedModel) all stay
+    record = gate.evaluate_gate(candidate, champion, thresholds, model_dir=str(tmp_path),
+                                canary_rows={"x": [1]}, schema_path="schema.yaml",
+                                candidate={"version": "v0002"}, champion={"version": "v0001"})
+    assert record["reasons"] == ["AUC 0.6250 < min 0.75", "AUC drop vs champion 0.2500 > max 0.125",
+                                 f"infra: no SavedModel at {tmp_path} (saved_model.pb missing)"]
+    assert record["champion"] == {"version": "v0001", "metrics": champion}
+    assert gate.summary(record) == {"decision": "fail", "reasons": record["reasons"], "version": "v0002",
+                                    "champion_version": "v0001"}
+
+
+def test_the_record_without_infra_budgets_or_model_dir():
+    record = gate.evaluate_gate({"auc": 0.75}, None, {"min_auc": 0.75})
+    assert record["decision"] == "pass"
+    assert record["checks"]["infra"] == {"skipped": "no infra budgets configured"}
+    assert record["candidate"] == {"metrics": {"auc": 0.75}}  # no model_dir key when none was given
+    assert record["champion"] is None
+    missing = gate.evaluate_gate({"auc": 0.75}, None, {"infra": {}}, model_dir="m", schema_path="s")
+    assert missing["checks"]["infra"] == {"passed": False}
+    assert missing["reasons"] == ["infra: model_dir, canary_rows and schema_path are required for infra validation"]
