@@ -234,3 +234,21 @@ def test_a_second_writer_waits_for_the_duckdb_lock(tmp_path, monkeypatch):
         holder.wait(timeout=60)
     with DuckDBWarehouse(path, "prodml") as w:
         assert w.query("SELECT COUNT(*) AS n FROM prodml.predictions")["n"][0].as_py() == 2
+
+
+def test_bigquery_parameter_types_for_the_remaining_values():
+    import decimal
+
+    from google.cloud import bigquery
+
+    params = {p.name: p for p in wh.query_parameters({
+        "amount": decimal.Decimal("1.5"), "blob": b"\x00", "nothing": None, "empty": [], "hours": [1, 2],
+        "names": ["a"]})}
+    assert (params["amount"].type_, params["blob"].type_, params["nothing"].type_) == ("NUMERIC", "BYTES", "STRING")
+    assert params["nothing"].value is None
+    assert isinstance(params["empty"], bigquery.ArrayQueryParameter)
+    assert (params["empty"].array_type, params["hours"].array_type, params["names"].array_type) == (
+        "STRING", "INT64", "STRING")
+    assert params["hours"].values == [1, 2]
+    with pytest.raises(WarehouseError, match=r"no BigQuery type for parameter value \{'a': 1\}"):
+        wh.query_parameters({"bad": {"a": 1}})
