@@ -322,15 +322,22 @@ def attach(root, version: str, name: str, payload: dict) -> str:
     root = Path(root)
     if not _NAME.match(name):
         raise RegistryError(f"invalid attachment name {name!r}")
+    data = (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode()
+    return _attach_once(root, version, f"{name}.json", lambda folder: _write_temp(folder, data))
+
+
+def _attach_once(root: Path, version: str, filename: str, make_temp) -> str:
+    """Link the temp file `make_temp(folder)` writes to `attachments/<filename>` under the registry
+    lock: an atomic create-once (RegistryError if the name exists), read-only afterwards."""
     with _locked(root):
         _clean_leftovers(root)
         folder = _versions_dir(root) / _resolve(root, version) / "attachments"
-        final = folder / f"{name}.json"
-        tmp = _write_temp(folder, (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode())
+        final = folder / filename
+        tmp = make_temp(folder)
         try:
             os.link(tmp, final)  # atomic create-once: fails if the name exists
         except FileExistsError:
-            raise RegistryError(f"attachment {name!r} already exists for {version}") from None
+            raise RegistryError(f"attachment {filename!r} already exists for {version}") from None
         finally:
             tmp.unlink()
         os.chmod(final, 0o444)
@@ -350,25 +357,17 @@ def attach_file(root, version: str, name: str, source_path) -> str:
     """Copy `source_path` to `versions/<v>/attachments/<name>` once (RegistryError if it exists);
     return its path. The file counterpart of `attach` (e.g. reference values as Parquet): same
     lock, same create-once `os.link` of a fsynced temp file, read-only afterwards."""
-    root = Path(root)
     if not _NAME.match(name) or name.endswith(".json"):
         raise RegistryError(f"invalid attachment file name {name!r} (JSON payloads go through attach)")
-    with _locked(root):
-        _clean_leftovers(root)
-        folder = _versions_dir(root) / _resolve(root, version) / "attachments"
-        final = folder / name
+
+    def copy(folder: Path) -> Path:
         tmp = folder / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
         shutil.copyfile(to_path(source_path), tmp)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
-        try:
-            os.link(tmp, final)  # atomic create-once: fails if the name exists
-        except FileExistsError:
-            raise RegistryError(f"attachment {name!r} already exists for {version}") from None
-        finally:
-            tmp.unlink()
-        os.chmod(final, 0o444)
-    return str(final)
+        return tmp
+
+    return _attach_once(Path(root), version, name, copy)
 
 
 def attachment_path(root, version_or_alias: str, name: str) -> Path:
