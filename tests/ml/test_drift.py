@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
@@ -18,6 +16,7 @@ from ml.drift.reference import storable
 from ml.features import SchemaError, load_schema
 from ml.simulate import simulate
 from ml.warehouse import DuckDBWarehouse
+from tests.ml.test_drift_check import _tiny_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "include/schemas/traffic.yaml"
@@ -158,18 +157,6 @@ def test_event_and_after_features_cannot_be_model_inputs(tmp_path):
         load_schema(str(bad))
     schema = load_schema(str(SCHEMA))
     assert all(f.known == "ahead" for f in schema.model_inputs)
-
-
-def _tiny_csv(path, n, seed, basket_scale=30.0, channel_app=0.33):
-    rng = np.random.default_rng(seed)
-    with open(path, "w", newline="") as handle:
-        w = csv.writer(handle)
-        w.writerow(["order_id", "basket_eur", "channel", "items", "coupon_code", "returned"])
-        for k in range(n):
-            channel = "app" if rng.random() < channel_app else ("web" if rng.random() < 0.7 else "store")
-            w.writerow([f"O{k}", f"{rng.gamma(2, basket_scale):.2f}", channel, int(rng.integers(1, 8)), "",
-                        int(rng.random() < 0.1)])
-    return path
 
 
 def test_cli_on_another_schema(tmp_path, capsys):
