@@ -62,7 +62,8 @@ MUTANTS ?= ml.gate.x__number* ml.gate.x__check* ml.gate.x_decide* ml.gate.x_chec
 	ml.features.x__parse_feature* ml.features.x_arrow_types* ml.features.x_read_header* \
 	ml.features.x_parse_numbers* ml.features.x_read_csv_files* ml.features.x_split_bucket* \
 	ml.features.x_serving_input_dtypes* ml.features.x_to_model_inputs* \
-	ml.validate.* ml.drift.*
+	ml.validate.suite.* ml.validate.x__file_level* ml.validate.x__column_problem* \
+	ml.drift.metrics.* ml.drift.config.* ml.drift.check.x_compare* ml.drift.check.x__decide* ml.drift.check.x__breached*
 mutate: venv
 	rm -rf mutants && mkdir mutants
 	$(PY) -m tests.ml.tiny_model mutants/.tiny-models tests/ml/data/tiny_schema.yaml > mutants/tiny_model.log 2>&1 \
