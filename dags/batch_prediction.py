@@ -37,7 +37,7 @@ CONFIG = load()
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
-    default_args=default_args(CONFIG),
+    default_args=default_args(alerts=CONFIG.get("alerts")),
     params={"target_date": Param(None, type=["null", "string"], format="date",
                                  description="Score this date instead of the one the run implies.")},
     tags=["prodml", "serving"],

@@ -10,8 +10,9 @@ deferrable, with a timeout shorter than the schedule; no new data → the run is
 bad rows → quarantine) → `check_validation` (a rejected set is recorded, alerted and stops the
 run: no training, champion untouched) → `drift` (against the champion's reference; scores always
 stored, breaches alerted; policy `block` stops the run before training) → `training_window` (validated sets of the last `window_days`) →
-`transform` (Beam) → `train` (warm start from the champion) → evaluate → register → `gate` →
-`promote` or `keep` → `record_outcome`.
+`transform` (Beam) → `train` (warm start from the champion) → the `promotion` task group (evaluate
+→ register → `gate` → `promote` or `keep`) → `record_outcome`. Task bodies: `ml.training_job`,
+`ml.promotion_job`; the run folder's layout: `ml.run_layout`.
 
 Param `shuffle_labels` trains a deliberately bad candidate (labels permuted) to drill the gate.
 """
@@ -22,15 +23,19 @@ import datetime as dt
 
 from airflow.sdk import Param, TriggerRule, dag, task
 from prodml_airflow.defaults import default_args
-from prodml_airflow.promotion import champion_checkpoint, evaluate_gate_promote
+from prodml_airflow.promotion import champion_checkpoint, promotion
+from prodml_airflow.targets import google_cloud, vertex_trainer
 from prodml_airflow.tasks import beam_transform, file_set_sensor, train_model
 from prodml_airflow.validation import DriftCheckOperator, ValidateDataOperator
 
 from ml.config import load
+from ml.run_layout import RunLayout
 
 CONFIG = load()
-RUN_DIR = CONFIG["storage"]["artifacts"] + "/dynamic_training/{{ ti.xcom_pull(task_ids='pick_file_set', key='date') }}"
-VALIDATED = CONFIG["storage"]["validated"]
+FILE_SET = "{{ ti.xcom_pull(task_ids='pick_file_set', key='date') }}"
+RUN = RunLayout.for_run(CONFIG["storage"]["artifacts"], "dynamic_training", FILE_SET)
+LANDING, VALIDATED = CONFIG["storage"]["landing"], CONFIG["storage"]["validated"]
+TRAINING = CONFIG["training"]
 
 
 @dag(
@@ -39,7 +44,7 @@ VALIDATED = CONFIG["storage"]["validated"]
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
-    default_args=default_args(CONFIG),
+    default_args=default_args(alerts=CONFIG.get("alerts")),
     params={
         "file_set": Param(None, type=["null", "string"], description="Process this dt=YYYY-MM-DD set."),
         "shuffle_labels": Param(False, type="boolean", description="Gate drill: train on permuted labels."),
@@ -48,38 +53,27 @@ VALIDATED = CONFIG["storage"]["validated"]
     doc_md=__doc__,
 )
 def dynamic_training():
-    sensor = file_set_sensor(CONFIG, task_id="wait_for_file_set", timeout=dt.timedelta(minutes=25))
+    sensor = file_set_sensor(task_id="wait_for_file_set", landing_uri=LANDING, timeout=dt.timedelta(minutes=25),
+                             google=google_cloud(CONFIG))
 
     @task
     def pick_file_set(params=None) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from ml import file_sets, landing, registry, warehouse
+        from ml import training_job
 
-        wh = warehouse.connect(CONFIG["warehouse"])
         try:
-            done = file_sets.processed(wh)
-        finally:
-            wh.close()
-        wanted = (params or {}).get("file_set")
-        if wanted:
-            files = landing.complete_partitions(CONFIG["storage"]["landing"]).get(wanted)
-            if not files:
-                raise AirflowSkipException(f"file set dt={wanted} is not complete (no _SUCCESS marker)")
-            if wanted in done:
-                raise AirflowSkipException(f"file set dt={wanted} was already processed ({done[wanted]})")
-            return {"date": wanted, "files": files}
-        seen = file_sets.trained_until(registry.list_versions(CONFIG["registry"]["root"]))
-        found = file_sets.next_unprocessed(CONFIG["storage"]["landing"], done, seen)
-        if found is None:
-            raise AirflowSkipException("no new complete file set: nothing to do")
-        return {"date": found[0], "files": found[1]}
+            return training_job.pick_file_set(wanted=(params or {}).get("file_set"), landing_uri=LANDING,
+                                              registry_root=CONFIG["registry"]["root"],
+                                              warehouse_config=CONFIG["warehouse"])
+        except training_job.NothingToTrain as exc:
+            raise AirflowSkipException(str(exc)) from None
 
     picked = pick_file_set()
     validate = ValidateDataOperator(
         task_id="validate", files=picked["files"], schema_path=CONFIG["schema_path"],
-        quarantine_uri=CONFIG["storage"]["quarantine"] + "/dt={{ ti.xcom_pull(task_ids='pick_file_set', key='date') }}",
-        accepted_uri=VALIDATED, report_uri=RUN_DIR + "/validation", limits=CONFIG["validation"],
+        quarantine_uri=CONFIG["storage"]["quarantine"] + "/dt=" + FILE_SET,
+        accepted_uri=VALIDATED, report_uri=RUN.validation, limits=CONFIG["validation"],
         fail_on_reject=False, multiple_outputs=True,
     )
 
@@ -88,74 +82,65 @@ def dynamic_training():
         """A rejected file set is recorded as handled (so it is not retried forever) and stops the run."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from ml import file_sets, warehouse
+        from ml import training_job
 
-        if summary["ok"]:
-            return summary
-        wh = warehouse.connect(CONFIG["warehouse"])
         try:
-            file_sets.record(wh, date, run_id, "rejected")
-        finally:
-            wh.close()
-        raise AirflowFailException(f"file set dt={date} rejected by validation, champion unchanged: "
-                                   + " | ".join(summary["rejected"]))
+            return training_job.check_validation(summary=summary, file_set=date, run_id=run_id,
+                                                 warehouse_config=CONFIG["warehouse"])
+        except training_job.FileSetRejected as exc:
+            raise AirflowFailException(str(exc)) from None
 
     checked = check_validation(validate.output, picked["date"])
     drift = DriftCheckOperator(
         task_id="drift", data=checked["accepted"], schema_path=CONFIG["schema_path"],
         registry_root=CONFIG["registry"]["root"], warehouse=CONFIG["warehouse"],
-        report_uri=RUN_DIR + "/drift_report.html",
-        data_date="{{ ti.xcom_pull(task_ids='pick_file_set', key='date') }}",
+        report_uri=RUN.drift_report, data_date=FILE_SET,
         config=CONFIG["drift"],  # thresholds and policy as the profile says now
     )
 
     @task
     def training_window(date: str) -> dict:
         """Validated sets of the last window_days up to this one (rejected sets have no validated rows)."""
-        from ml import landing
-        from ml.storage import to_path
+        from ml import training_job
 
-        days = CONFIG["training"]["window_days"]
-        end = (dt.date.fromisoformat(date) + dt.timedelta(days=1)).isoformat()
-        dates = sorted(landing.partitions_in_window(CONFIG["storage"]["landing"], end, days))
-        root = to_path(VALIDATED)
-        files = [str(p) for d in dates for p in sorted(root.glob(f"dt={d}__*.csv"))]
-        return {"dates": [d for d in dates if any(f"dt={d}__" in f for f in files)], "files": files}
+        return training_job.training_window(date=date, landing_uri=LANDING, validated_uri=VALIDATED,
+                                            window_days=TRAINING["window_days"])
 
     window = training_window(picked["date"])
     checked >> window
-    transform = beam_transform(CONFIG, task_id="transform", inputs=window["files"], output=RUN_DIR + "/transform")
+    transform = beam_transform(
+        task_id="transform", inputs=window["files"], output=RUN.transform, schema_path=CONFIG["schema_path"],
+        eval_fraction=TRAINING["eval_fraction"], runner=CONFIG["beam"]["runner"],
+        num_shards=CONFIG["beam"]["num_shards"], options=CONFIG["beam"].get("options"), google=google_cloud(CONFIG))
     drift >> transform  # policy alert: scores, alerts, report, the gate decides; block: the run stops here
 
-    t = CONFIG["training"]
-    train = train_model(CONFIG, task_id="train", output=RUN_DIR + "/candidate", trainer_args={
-        "train": RUN_DIR + "/transform/train/part-*.tfrecord",
-        "eval": RUN_DIR + "/transform/eval/part-*.tfrecord",
-        "stats": RUN_DIR + "/transform/stats.json",
+    train = train_model(task_id="train", output=RUN.candidate, vertex=vertex_trainer(CONFIG), trainer_args={
+        "train": RUN.train_files,
+        "eval": RUN.eval_files,
+        "stats": RUN.stats,
         "schema": CONFIG["schema_path"],
         "warm_start": "{{ ti.xcom_pull(task_ids='champion_checkpoint') or '' }}",
         "shuffle_labels": "{{ params.shuffle_labels }}",
-        "epochs": t["epochs"], "batch_size": t["batch_size"], "learning_rate": t["learning_rate"],
-        "hidden_units": ",".join(str(u) for u in t["hidden_units"]),
+        "epochs": TRAINING["epochs"], "batch_size": TRAINING["batch_size"],
+        "learning_rate": TRAINING["learning_rate"],
+        "hidden_units": ",".join(str(u) for u in TRAINING["hidden_units"]),
     })
-    [transform, champion_checkpoint(CONFIG)] >> train
-    promoted, kept = evaluate_gate_promote(CONFIG, run_dir=RUN_DIR, candidate=train.output, data=window,
-                                           reference_files=window["files"], trained_by="dynamic_training")
+    [transform, champion_checkpoint(registry_root=CONFIG["registry"]["root"])] >> train
+    tail = promotion(candidate=train.output, dates=window["dates"], reference_files=window["files"], layout=RUN,
+                     trained_by="dynamic_training", registry_root=CONFIG["registry"]["root"],
+                     schema_path=CONFIG["schema_path"], evaluation=CONFIG["evaluation"],
+                     gate_thresholds=CONFIG["gate"], drift_config=CONFIG["drift"],
+                     warehouse_config=CONFIG["warehouse"])
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def record_outcome(date: str, run_id=None, ti=None) -> str:
-        from ml import file_sets, warehouse
+        from ml import training_job
 
-        outcome = "promoted" if ti.xcom_pull(task_ids="promote") else "kept"
-        wh = warehouse.connect(CONFIG["warehouse"])
-        try:
-            file_sets.record(wh, date, run_id, outcome)
-        finally:
-            wh.close()
-        return outcome
+        return training_job.record_outcome(file_set=date, promoted=bool(ti.xcom_pull(task_ids="promote")),
+                                           run_id=run_id, warehouse_config=CONFIG["warehouse"])
 
     sensor >> picked
-    [promoted, kept] >> record_outcome(picked["date"])
+    tail >> record_outcome(picked["date"])  # after promote or keep
 
 
 dynamic_training()

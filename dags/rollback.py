@@ -25,7 +25,7 @@ CONFIG = load()
     schedule=None,
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
-    default_args=default_args(CONFIG),
+    default_args=default_args(alerts=CONFIG.get("alerts")),
     params={
         "version": Param("", type="string", description="Version to restore (e.g. v0003); empty = previous."),
         "reason": Param("manual rollback", type="string"),

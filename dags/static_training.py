@@ -10,15 +10,16 @@ file over the violation limit stops the run here, before any training) → `drif
 champion's reference statistics, thresholds and policy from the profile's `drift:` section; every
 score → `drift_scores`, breaches → alerts; HTML report; policy `block` stops the run here) →
 `transform` (Beam: parse, clean, statistics, sharded TFRecords, hash split by sensor) → `train`
-(`ml.trainer`, warm start from the champion) → `evaluate_candidate` / `evaluate_champion` (AUC,
-cost-weighted error, by road type, on the same eval data) → `register_candidate` (immutable
+(`ml.trainer`, warm start from the champion) → the `promotion` task group: `evaluate_candidate` /
+`evaluate_champion` (AUC, cost-weighted error, by road type, on the same eval data) → `register_candidate` (immutable
 version + reference statistics for drift) → `gate` (thresholds, champion comparison, infra
 validation in a separate process; blessing stored with the version) → `promote` (moves the
 `champion` alias, emits the champion Asset → `batch_prediction`) or `keep` (alert, champion
 untouched).
 
-Artifacts: `<artifacts>/static_training/<ds_nodash>/`, so a rerun of the same interval overwrites
-its own outputs and nothing else.
+Artifacts: `<artifacts>/static_training/<ds_nodash>/` (layout: `ml.run_layout`), so a rerun of the
+same interval overwrites its own outputs and nothing else. Task bodies: `ml.training_job`,
+`ml.promotion_job`.
 """
 
 from __future__ import annotations
@@ -27,14 +28,17 @@ import datetime as dt
 
 from airflow.sdk import CronTriggerTimetable, dag, task
 from prodml_airflow.defaults import default_args
-from prodml_airflow.promotion import champion_checkpoint, evaluate_gate_promote
+from prodml_airflow.promotion import champion_checkpoint, promotion
+from prodml_airflow.targets import google_cloud, vertex_trainer
 from prodml_airflow.tasks import beam_transform, train_model
 from prodml_airflow.validation import DriftCheckOperator, ValidateDataOperator
 
 from ml.config import load
+from ml.run_layout import RunLayout
 
 CONFIG = load()
-RUN_DIR = CONFIG["storage"]["artifacts"] + "/static_training/{{ ds_nodash }}"
+RUN = RunLayout.for_run(CONFIG["storage"]["artifacts"], "static_training", "{{ ds_nodash }}")
+TRAINING = CONFIG["training"]
 
 
 @dag(
@@ -43,22 +47,17 @@ RUN_DIR = CONFIG["storage"]["artifacts"] + "/static_training/{{ ds_nodash }}"
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
-    default_args=default_args(CONFIG),
+    default_args=default_args(alerts=CONFIG.get("alerts")),
     tags=["prodml", "training"],
     doc_md=__doc__,
 )
 def static_training():
     @task
     def find_data(logical_date=None) -> dict:
-        from ml import landing
+        from ml import training_job
 
-        end = logical_date.date().isoformat()
-        days = CONFIG["training"]["window_days"]
-        found = landing.partitions_in_window(CONFIG["storage"]["landing"], end, days)
-        if not found:
-            raise ValueError(f"no complete partition (with _SUCCESS) in the {days} days before {end} "
-                             f"under {CONFIG['storage']['landing']}")
-        return {"dates": sorted(found), "files": [f for files in found.values() for f in files]}
+        return training_job.find_data(end_date=logical_date.date().isoformat(),
+                                      landing_uri=CONFIG["storage"]["landing"], window_days=TRAINING["window_days"])
 
     found = find_data()
     validate = ValidateDataOperator(
@@ -67,7 +66,7 @@ def static_training():
         schema_path=CONFIG["schema_path"],
         quarantine_uri=CONFIG["storage"]["quarantine"] + "/static_training/{{ ds_nodash }}",
         accepted_uri=CONFIG["storage"]["validated"],  # shared with dynamic_training's window
-        report_uri=RUN_DIR + "/validation",  # GX's validation result per file
+        report_uri=RUN.validation,  # GX's validation result per file
         limits=CONFIG["validation"],
         multiple_outputs=True,  # downstream tasks take validate.output["accepted"]
     )
@@ -77,33 +76,36 @@ def static_training():
         schema_path=CONFIG["schema_path"],
         registry_root=CONFIG["registry"]["root"],
         warehouse=CONFIG["warehouse"],
-        report_uri=RUN_DIR + "/drift_report.html",
+        report_uri=RUN.drift_report,
         data_date="{{ ds }}",
         config=CONFIG["drift"],  # thresholds and policy as the profile says now
     )
-    transform = beam_transform(CONFIG, task_id="transform", inputs=validate.output["accepted"],
-                               output=RUN_DIR + "/transform")
+    transform = beam_transform(
+        task_id="transform", inputs=validate.output["accepted"], output=RUN.transform,
+        schema_path=CONFIG["schema_path"], eval_fraction=TRAINING["eval_fraction"], runner=CONFIG["beam"]["runner"],
+        num_shards=CONFIG["beam"]["num_shards"], options=CONFIG["beam"].get("options"), google=google_cloud(CONFIG))
     drift >> transform  # a `block` policy stops the run before training
 
     train = train_model(
-        CONFIG, task_id="train", output=RUN_DIR + "/candidate",
+        task_id="train", output=RUN.candidate, vertex=vertex_trainer(CONFIG),
         trainer_args={
-            "train": RUN_DIR + "/transform/train/part-*.tfrecord",
-            "eval": RUN_DIR + "/transform/eval/part-*.tfrecord",
-            "stats": RUN_DIR + "/transform/stats.json",
+            "train": RUN.train_files,
+            "eval": RUN.eval_files,
+            "stats": RUN.stats,
             "schema": CONFIG["schema_path"],
             "warm_start": "{{ ti.xcom_pull(task_ids='champion_checkpoint') or '' }}",
-            "epochs": CONFIG["training"]["epochs"],
-            "batch_size": CONFIG["training"]["batch_size"],
-            "learning_rate": CONFIG["training"]["learning_rate"],
-            "hidden_units": ",".join(str(u) for u in CONFIG["training"]["hidden_units"]),
+            "epochs": TRAINING["epochs"],
+            "batch_size": TRAINING["batch_size"],
+            "learning_rate": TRAINING["learning_rate"],
+            "hidden_units": ",".join(str(u) for u in TRAINING["hidden_units"]),
         },
     )
 
-    [transform, champion_checkpoint(CONFIG)] >> train
-    evaluate_gate_promote(CONFIG, run_dir=RUN_DIR, candidate=train.output, data=found,
-                          reference_files=validate.output["accepted"],
-                          trained_by="static_training")
+    [transform, champion_checkpoint(registry_root=CONFIG["registry"]["root"])] >> train
+    promotion(candidate=train.output, dates=found["dates"], reference_files=validate.output["accepted"],
+              layout=RUN, trained_by="static_training", registry_root=CONFIG["registry"]["root"],
+              schema_path=CONFIG["schema_path"], evaluation=CONFIG["evaluation"], gate_thresholds=CONFIG["gate"],
+              drift_config=CONFIG["drift"], warehouse_config=CONFIG["warehouse"])
 
 
 static_training()

@@ -48,12 +48,13 @@ def failure_callbacks(alerts_config: dict | None) -> list:
     return callbacks
 
 
-def default_args(config: dict) -> dict:
+def default_args(*, alerts: dict | None = None) -> dict:
+    """Every task's defaults; `alerts`: the profile's `alerts:` section (an optional notifier)."""
     return {
         "owner": "ml-platform",
         "retries": 2,
         "retry_delay": dt.timedelta(seconds=30),
         "retry_exponential_backoff": True,
         "max_retry_delay": dt.timedelta(minutes=10),
-        "on_failure_callback": failure_callbacks(config.get("alerts")),
+        "on_failure_callback": failure_callbacks(alerts),
     }

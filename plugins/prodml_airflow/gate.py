@@ -107,46 +107,42 @@ class GateOperator(BaseOperator):
 # ---------------------------------------------------------------- gcp profile: Vertex AI Model Registry
 
 
-def _vertex_ids(config: dict, model_id: str | None) -> tuple[dict, str]:
-    """(operator keyword arguments, model id) from the gcp profile; the model id defaults to the
-    registry's model_display_name (valid as a Vertex model id: [a-z0-9_-])."""
-    ids = {"project_id": config["project"], "region": config["region"],
-           "gcp_conn_id": config.get("gcp_conn_id", "google_cloud_default")}
-    return ids, model_id or config["registry"].get("model_id") or config["registry"]["model_display_name"]
-
-
-def vertex_register_task(config: dict, *, artifact_uri: str, metadata: dict | None = None,
+def vertex_register_task(*, project: str, region: str, display_name: str, artifact_uri: str,
+                         gcp_conn_id: str = "google_cloud_default", metadata: dict | None = None,
                          parent_model: str | None = None, serving_image_uri: str | None = None,
                          task_id: str = "vertex_register", **kwargs):
-    """UploadModelOperator: a new version under `parent_model` (the model id), or a new model."""
+    """UploadModelOperator: a new version under `parent_model` (the model id), or a new model
+    named `display_name` (the registry's model_display_name)."""
     from airflow.providers.google.cloud.operators.vertex_ai.model_service import UploadModelOperator
 
     from ml.vertex_registry import upload_request
 
-    ids, _ = _vertex_ids(config, None)
-    request = upload_request(project=ids["project_id"], region=ids["region"],
-                             display_name=config["registry"]["model_display_name"], artifact_uri=artifact_uri,
+    request = upload_request(project=project, region=region, display_name=display_name, artifact_uri=artifact_uri,
                              serving_image_uri=serving_image_uri
                              or "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-17:latest",
                              metadata=metadata)
     model = type(request.model).to_dict(request.model)
-    return UploadModelOperator(task_id=task_id, model=model, parent_model=parent_model, **ids, **kwargs)
+    return UploadModelOperator(task_id=task_id, model=model, parent_model=parent_model, project_id=project,
+                               region=region, gcp_conn_id=gcp_conn_id, **kwargs)
 
 
-def vertex_promote_tasks(config: dict, *, new_version: str, current_champion: str | None = None,
-                         model_id: str | None = None, task_id_prefix: str = "vertex", **kwargs) -> list:
+def vertex_promote_tasks(*, project: str, region: str, model_id: str, new_version: str,
+                         current_champion: str | None = None, gcp_conn_id: str = "google_cloud_default",
+                         task_id_prefix: str = "vertex", **kwargs) -> list:
     """The Google provider operators that make `new_version` the champion, in order (chain them):
     1. `previous` onto the current champion (skipped when there is none), 2. `champion` onto
     `new_version` — Vertex moves an alias that another version carries, so the champion alias is
     never absent. A rollback is the same call with new_version = the version to restore.
-    Versions may be Jinja templates (model_id is a templated field of these operators)."""
+    `model_id`: the Vertex model id (the registry's model_id, else its model_display_name: valid
+    as an id, [a-z0-9_-]). Versions may be Jinja templates (model_id is a templated field of these
+    operators)."""
     from airflow.providers.google.cloud.operators.vertex_ai.model_service import (
         AddVersionAliasesOnModelOperator,
     )
 
     from ml.vertex_registry import CHAMPION, PREVIOUS, check_alias
 
-    ids, model_id = _vertex_ids(config, model_id)
+    ids = {"project_id": project, "region": region, "gcp_conn_id": gcp_conn_id}
     tasks = []
     if current_champion:
         tasks.append(AddVersionAliasesOnModelOperator(
@@ -158,8 +154,8 @@ def vertex_promote_tasks(config: dict, *, new_version: str, current_champion: st
     return tasks
 
 
-def vertex_retire_task(config: dict, *, version: str, model_id: str | None = None,
-                       task_id: str = "vertex_retire_champion", **kwargs):
+def vertex_retire_task(*, project: str, region: str, model_id: str, version: str,
+                       gcp_conn_id: str = "google_cloud_default", task_id: str = "vertex_retire_champion", **kwargs):
     """DeleteVersionAliasesOnModelOperator: take `champion` off `version` (sent as `-champion`)."""
     from airflow.providers.google.cloud.operators.vertex_ai.model_service import (
         DeleteVersionAliasesOnModelOperator,
@@ -167,6 +163,6 @@ def vertex_retire_task(config: dict, *, version: str, model_id: str | None = Non
 
     from ml.vertex_registry import CHAMPION
 
-    ids, model_id = _vertex_ids(config, model_id)
     return DeleteVersionAliasesOnModelOperator(task_id=task_id, model_id=f"{model_id}@{version}",
-                                               version_aliases=[CHAMPION], **ids, **kwargs)
+                                               version_aliases=[CHAMPION], project_id=project, region=region,
+                                               gcp_conn_id=gcp_conn_id, **kwargs)

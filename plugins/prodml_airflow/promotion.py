@@ -1,104 +1,76 @@
-"""Evaluate → register → gate → promote or keep: the tail that every training DAG shares.
+"""Evaluate → register → gate → promote or keep: the task group that every training DAG ends with.
 
 Every promotion goes through `ml.gate`: the candidate is registered (immutable, not promoted),
 the champion is evaluated on the *same* eval data, `GateOperator` decides and stores the blessing
 record with the version, and only `promote` — which emits the champion Asset — moves the alias,
 through `ml.gate.promote_if_blessed`, which re-reads the stored blessing. A failed gate runs
-`keep`, which alerts and leaves the champion untouched.
+`keep`, which alerts and leaves the champion untouched. The task bodies are `ml.promotion_job`.
+
+The group does not prefix its task ids (`gate`, `promote`, `keep`, ... as before), so the
+branch, XCom pulls, tests and the demo name them as they always did.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import task
+from airflow.sdk import task, task_group
 
+from ml.run_layout import RunLayout
 from prodml_airflow.assets import CHAMPION
 from prodml_airflow.gate import GateOperator
 
 
-def champion_checkpoint(config: dict):
+def champion_checkpoint(*, registry_root: str):
     """Task: the champion's Keras file for a warm start ('' for the very first model)."""
 
     @task(task_id="champion_checkpoint")
     def checkpoint() -> str:
-        from ml import registry
+        from ml import promotion_job
 
-        try:
-            return registry.get(config["registry"]["root"], "champion")["path"] + "/model.keras"
-        except registry.RegistryError:
-            return ""
+        return promotion_job.champion_checkpoint(registry_root=registry_root)
 
     return checkpoint()
 
 
-def _eval_glob(candidate_uri: str) -> str:
-    """<run_dir>/candidate → <run_dir>/transform/eval/part-*.tfrecord (the candidate's eval split)."""
-    return candidate_uri.rsplit("/", 1)[0] + "/transform/eval/part-*.tfrecord"
+@task_group(group_id="promotion", prefix_group_id=False)
+def promotion(*, candidate, dates, reference_files, layout: RunLayout, trained_by: str, registry_root: str,
+              schema_path: str, evaluation: dict, gate_thresholds: dict, drift_config: dict,
+              warehouse_config: dict):
+    """Wire the tail after a `train` task whose output (`candidate`) is the run's candidate folder URI.
 
-
-def evaluate_gate_promote(config: dict, *, run_dir: str, candidate, data, reference_files, trained_by: str):
-    """Wire the tail after a `train` task whose output is the candidate folder URI.
-
-    `data` carries {"dates": [...]} of the training window; `reference_files` the validated CSVs
-    trained on, whose statistics become the version's drift reference.
-    Returns the task that ends the run (promote/keep join).
+    `dates`: the training window's dates; `reference_files`: the validated CSVs trained on, whose
+    statistics become the version's drift reference; `layout`: the run folder (its eval split feeds
+    the gate's canary rows); `evaluation`: the profile's costs and `slice_by`.
+    Used as a whole downstream: `promotion(...) >> next_task` runs after promote or keep.
     """
-    eval_pattern = run_dir + "/transform/eval/part-*.tfrecord"
-    ev = config["evaluation"]
-    root = config["registry"]["root"]
+    costs = {"cost_false_negative": evaluation["cost_false_negative"],
+             "cost_false_positive": evaluation["cost_false_positive"], "slice_by": evaluation["slice_by"]}
 
     @task
     def evaluate_candidate(candidate_uri: str) -> dict:
-        from ml.evaluate import evaluate
+        from ml import promotion_job
 
-        return evaluate(candidate_uri + "/model", _eval_glob(candidate_uri), config["schema_path"],
-                        ev["cost_false_negative"], ev["cost_false_positive"], slice_by=ev["slice_by"])
+        return promotion_job.evaluate_candidate(candidate_uri=candidate_uri, schema_path=schema_path, **costs)
 
     @task
     def evaluate_champion(candidate_uri: str) -> dict | None:
         """The champion on the candidate's eval data: the change thresholds compare like with like."""
-        from ml import registry
-        from ml.evaluate import evaluate
+        from ml import promotion_job
 
-        try:
-            champion = registry.get(root, "champion")
-        except registry.RegistryError:
-            return None  # first model: change checks are skipped
-        return evaluate(champion["path"], _eval_glob(candidate_uri), config["schema_path"], ev["cost_false_negative"],
-                        ev["cost_false_positive"], slice_by=ev["slice_by"])
+        return promotion_job.evaluate_champion(candidate_uri=candidate_uri, registry_root=registry_root,
+                                               schema_path=schema_path, **costs)
 
     @task
-    def register_candidate(candidate_uri: str, metrics: dict, window: dict, files: list, run_id=None) -> dict:
-        import json
+    def register_candidate(candidate_uri: str, metrics: dict, dates: list, files: list, run_id=None) -> dict:
+        from ml import promotion_job
 
-        from ml import drift, features, registry
-        from ml.storage import to_path
-
-        run_dir = to_path(candidate_uri)
-        training = json.loads((run_dir / "training.json").read_text()) if (run_dir / "training.json").exists() else {}
-        try:
-            champion = registry.get(root, "champion")["version"]
-        except registry.RegistryError:
-            champion = None
-        version = registry.register(root, str(to_path(candidate_uri + "/model")), {
-            "metrics": metrics,
-            "data_range": {"start": window["dates"][0], "end": window["dates"][-1], "days": len(window["dates"])},
-            "schema_hash": features.load_schema(config["schema_path"]).digest,
-            "parent_version": champion,
-            "trained_by": trained_by,
-            "run_id": run_id,
-            "artifacts": candidate_uri.rsplit("/", 1)[0],
-            # the trainer's bottleneck report (input-bound vs compute-bound, peak memory) and flags
-            "training": {k: training.get(k) for k in ("bound", "input_share", "peak_rss_mb", "strategy",
-                                                       "warm_start", "shuffled_labels")},
-        })
-        # The reference statistics of this version's training data: what drift checks compare with.
-        drift.store_reference(root, version, files, config["schema_path"], config["drift"])
-        return {"version": version, "champion_version": champion or "",
-                "model_dir": str(to_path(candidate_uri + "/model"))}
+        return promotion_job.register_candidate(
+            candidate_uri=candidate_uri, metrics=metrics, dates=dates, reference_files=files,
+            registry_root=registry_root, schema_path=schema_path, drift_config=drift_config,
+            trained_by=trained_by, run_id=run_id)
 
     metrics = evaluate_candidate(candidate)
     champion_metrics = evaluate_champion(candidate)
-    registered = register_candidate(candidate, metrics, data, reference_files)
+    registered = register_candidate(candidate, metrics, dates, reference_files)
     gate = GateOperator(
         task_id="gate",
         candidate_version=registered["version"],
@@ -106,10 +78,10 @@ def evaluate_gate_promote(config: dict, *, run_dir: str, candidate, data, refere
         candidate_metrics=metrics,
         champion_metrics=champion_metrics,
         champion_version=registered["champion_version"],
-        canary_uri=eval_pattern,
-        schema_path=config["schema_path"],
-        thresholds=config["gate"],
-        registry_root=root,
+        canary_uri=layout.eval_files,
+        schema_path=schema_path,
+        thresholds=gate_thresholds,
+        registry_root=registry_root,
     )
 
     @task.branch
@@ -118,32 +90,16 @@ def evaluate_gate_promote(config: dict, *, run_dir: str, candidate, data, refere
 
     @task(outlets=[CHAMPION])
     def promote(reg: dict) -> dict:
-        from ml import gate as model_gate
-        from ml import registry
+        from ml import promotion_job
 
-        aliases = model_gate.promote_if_blessed(root, reg["version"], reason=trained_by)
-        champion = registry.get(root, "champion")
-        print(f"promoted {reg['version']} (AUC {champion['metrics']['auc']:.3f}); aliases {aliases}")
-        return {"version": reg["version"], "promoted": True}
+        return promotion_job.promote(version=reg["version"], registry_root=registry_root, reason=trained_by)
 
     @task
     def keep(decision: dict, run_id=None) -> dict:
         """The gate said no: the champion stays; the reasons are stored with the version and alerted."""
-        from ml import alerts, warehouse
+        from ml import promotion_job
 
-        wh = warehouse.connect(config["warehouse"])
-        try:
-            wh.ensure_tables()
-            alerts.raise_alert(wh, "warning", f"gate.{trained_by}",
-                               f"candidate {decision['version']} rejected by the gate; champion "
-                               f"{decision.get('champion_version') or 'none'} kept",
-                               {"reasons": decision["reasons"], "version": decision["version"], "run_id": run_id})
-        finally:
-            wh.close()
-        print("gate failed: " + "; ".join(decision["reasons"]))
-        return {"version": decision["version"], "promoted": False}
+        return promotion_job.keep(decision=decision, trained_by=trained_by, run_id=run_id,
+                                  warehouse_config=warehouse_config)
 
-    branch = decide(gate.output)
-    promoted, kept = promote(registered), keep(gate.output)
-    branch >> [promoted, kept]
-    return promoted, kept
+    decide(gate.output) >> [promote(registered), keep(gate.output)]

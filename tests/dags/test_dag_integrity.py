@@ -123,3 +123,23 @@ def test_airflow_dags_list_local_shows_the_dags(airflow_db):
     listing = next(line for line in out.stdout.splitlines() if line.startswith('[{"dag_id"'))
     ids = {d["dag_id"] for d in json.loads(listing)}
     assert {"static_training", "batch_prediction"} <= ids
+
+
+PROMOTION = {"evaluate_candidate", "evaluate_champion", "register_candidate", "gate", "decide", "promote", "keep"}
+
+
+def test_training_dags_end_in_the_promotion_task_group_with_unprefixed_ids(dagbag):
+    for dag_id in ("static_training", "dynamic_training"):
+        dag = dagbag.dags[dag_id]
+        group = dag.task_group_dict["promotion"]
+        assert {t.task_id for t in group} == PROMOTION, dag_id  # `gate`, `promote`, ... as the branch names them
+        assert dag.get_task("decide").downstream_task_ids == {"promote", "keep"}
+        assert dag.get_task("evaluate_candidate").upstream_task_ids == {"train"}
+    assert dagbag.dags["dynamic_training"].get_task("record_outcome").upstream_task_ids >= {"promote", "keep"}
+
+
+def test_ml_never_imports_airflow():
+    offenders = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "ml").rglob("*.py"))
+                 if any(line.lstrip().startswith(("import airflow", "from airflow"))
+                        for line in p.read_text().splitlines())]
+    assert offenders == []

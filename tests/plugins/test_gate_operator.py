@@ -15,8 +15,7 @@ SCHEMA = str(ROOT / "include/schemas/traffic.yaml")
 THRESHOLDS = {"min_auc": 0.7, "max_cost_weighted_error": 0.6, "max_auc_drop": 0.02,
               "max_cost_weighted_error_increase": 0.03, "max_slice_auc_drop": 0.05, "min_slice_rows": 200,
               "canary_rows": 8, "infra": {"max_p99_latency_ms": 1000}}
-GCP = {"project": "my-project", "region": "europe-west4", "gcp_conn_id": "google_cloud_default",
-       "registry": {"kind": "vertex", "model_display_name": "prodml-traffic"}}
+GCP = {"project": "my-project", "region": "europe-west4", "gcp_conn_id": "google_cloud_default"}
 
 
 def test_top_level_imports_only_airflow_sdk():
@@ -100,22 +99,22 @@ def test_vertex_promote_tasks_use_the_google_provider_operators():
     )
     from prodml_airflow.gate import vertex_promote_tasks, vertex_register_task, vertex_retire_task
 
-    previous, champion = vertex_promote_tasks(GCP, new_version="{{ ti.xcom_pull('register') }}",
-                                              current_champion="6")
+    previous, champion = vertex_promote_tasks(**GCP, model_id="prodml-traffic",
+                                              new_version="{{ ti.xcom_pull('register') }}", current_champion="6")
     assert all(isinstance(t, AddVersionAliasesOnModelOperator) for t in (previous, champion))
     assert (previous.model_id, list(previous.version_aliases)) == ("prodml-traffic@6", ["previous"])
     assert champion.model_id == "prodml-traffic@{{ ti.xcom_pull('register') }}"
     assert list(champion.version_aliases) == ["champion"]
     assert (champion.project_id, champion.region) == ("my-project", "europe-west4")
-    only = vertex_promote_tasks(GCP, new_version="1")
+    only = vertex_promote_tasks(**GCP, model_id="prodml-traffic", new_version="1")
     assert len(only) == 1 and only[0].task_id == "vertex_move_champion"
 
-    retire = vertex_retire_task(GCP, version="7")
+    retire = vertex_retire_task(**GCP, model_id="prodml-traffic", version="7")
     assert isinstance(retire, DeleteVersionAliasesOnModelOperator)
     assert (retire.model_id, list(retire.version_aliases)) == ("prodml-traffic@7", ["champion"])
 
-    upload = vertex_register_task(GCP, artifact_uri="gs://b/artifacts/run/model", parent_model="prodml-traffic",
-                                  metadata={"schema_hash": "ab"})
+    upload = vertex_register_task(**GCP, display_name="prodml-traffic", artifact_uri="gs://b/artifacts/run/model",
+                                  parent_model="prodml-traffic", metadata={"schema_hash": "ab"})
     assert isinstance(upload, UploadModelOperator) and upload.parent_model == "prodml-traffic"
     assert upload.model["artifact_uri"] == "gs://b/artifacts/run/model"
     assert upload.model["labels"] == {"schema_hash": "ab"}

@@ -1,0 +1,106 @@
+"""Evaluate → register → promote or keep: the bodies of the promotion tail every training DAG shares.
+
+Plain functions with explicit arguments. The candidate is the `train` task's output, the run
+folder's `candidate/` (`ml.run_layout`); its eval split is the run's `transform/eval/`. The gate
+itself is `ml.gate` (called by the gate operator); `promote` moves the alias only through
+`ml.gate.promote_if_blessed`, which re-reads the stored blessing.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ml import alerts, registry, warehouse
+from ml.run_layout import RunLayout
+from ml.storage import to_path
+
+TRAINING_KEYS = ("bound", "input_share", "peak_rss_mb", "strategy", "warm_start", "shuffled_labels")
+
+
+def champion_checkpoint(*, registry_root: str) -> str:
+    """The champion's Keras file for a warm start ('' for the very first model)."""
+    try:
+        return registry.get(registry_root, "champion")["path"] + "/model.keras"
+    except registry.RegistryError:
+        return ""
+
+
+def evaluate_candidate(*, candidate_uri: str, schema_path: str, cost_false_negative: float,
+                       cost_false_positive: float, slice_by: str | None) -> dict:
+    """The candidate's metrics on its run's eval split."""
+    from ml.evaluate import evaluate
+
+    layout = RunLayout.of_candidate(candidate_uri)
+    return evaluate(layout.model, layout.eval_files, schema_path, cost_false_negative, cost_false_positive,
+                    slice_by=slice_by)
+
+
+def evaluate_champion(*, candidate_uri: str, registry_root: str, schema_path: str, cost_false_negative: float,
+                      cost_false_positive: float, slice_by: str | None) -> dict | None:
+    """The champion on the candidate's eval data (the change thresholds compare like with like);
+    None when there is no champion yet (the first model: change checks are skipped)."""
+    from ml.evaluate import evaluate
+
+    try:
+        champion = registry.get(registry_root, "champion")
+    except registry.RegistryError:
+        return None
+    return evaluate(champion["path"], RunLayout.of_candidate(candidate_uri).eval_files, schema_path,
+                    cost_false_negative, cost_false_positive, slice_by=slice_by)
+
+
+def register_candidate(*, candidate_uri: str, metrics: dict, dates: list[str], reference_files: list[str],
+                       registry_root: str, schema_path: str, drift_config: dict, trained_by: str,
+                       run_id: str | None) -> dict:
+    """Register the candidate (immutable, not promoted) with its metrics, training window, schema
+    hash, parent (the champion) and the trainer's report, and attach the reference statistics of
+    `reference_files` (what drift checks compare with).
+    {"version", "champion_version" ('' if none), "model_dir"}."""
+    from ml import drift, features
+
+    layout = RunLayout.of_candidate(candidate_uri)
+    report = to_path(layout.training_report)
+    training = json.loads(report.read_text()) if report.exists() else {}
+    try:
+        champion = registry.get(registry_root, "champion")["version"]
+    except registry.RegistryError:
+        champion = None
+    model_dir = str(to_path(layout.model))
+    version = registry.register(registry_root, model_dir, {
+        "metrics": metrics,
+        "data_range": {"start": dates[0], "end": dates[-1], "days": len(dates)},
+        "schema_hash": features.load_schema(schema_path).digest,
+        "parent_version": champion,
+        "trained_by": trained_by,
+        "run_id": run_id,
+        "artifacts": layout.root,
+        # the trainer's bottleneck report (input-bound vs compute-bound, peak memory) and flags
+        "training": {k: training.get(k) for k in TRAINING_KEYS},
+    })
+    drift.store_reference(registry_root, version, reference_files, schema_path, drift_config)
+    return {"version": version, "champion_version": champion or "", "model_dir": model_dir}
+
+
+def promote(*, version: str, registry_root: str, reason: str) -> dict:
+    """Move `champion` to `version` if its stored blessing says pass (ml.gate.NotBlessedError otherwise)."""
+    from ml import gate
+
+    aliases = gate.promote_if_blessed(registry_root, version, reason=reason)
+    champion = registry.get(registry_root, "champion")
+    print(f"promoted {version} (AUC {champion['metrics']['auc']:.3f}); aliases {aliases}")
+    return {"version": version, "promoted": True}
+
+
+def keep(*, decision: dict, trained_by: str, run_id: str | None, warehouse_config: dict) -> dict:
+    """The gate said no: the champion stays; the reasons (stored with the version) are alerted."""
+    wh = warehouse.connect(warehouse_config)
+    try:
+        wh.ensure_tables()
+        alerts.raise_alert(wh, "warning", f"gate.{trained_by}",
+                           f"candidate {decision['version']} rejected by the gate; champion "
+                           f"{decision.get('champion_version') or 'none'} kept",
+                           {"reasons": decision["reasons"], "version": decision["version"], "run_id": run_id})
+    finally:
+        wh.close()
+    print("gate failed: " + "; ".join(decision["reasons"]))
+    return {"version": decision["version"], "promoted": False}

@@ -1,0 +1,89 @@
+"""Training jobs' data steps: which landed data a run trains on, and what it records about a file set.
+
+The bodies of `static_training`'s and `dynamic_training`'s tasks, as plain functions with explicit
+arguments (URIs, numbers, the profile's `warehouse:` section). "Nothing to do" and "this file set
+is rejected" are exceptions of this module; the DAG's task turns them into a skip or a failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ml import file_sets, landing, registry, warehouse
+from ml.storage import to_path
+
+
+class NothingToTrain(Exception):
+    """No (new, complete) file set to process: the run has nothing to do (a skip, not a failure)."""
+
+
+class FileSetRejected(Exception):
+    """Validation rejected the file set; it is recorded as handled so it is not retried forever."""
+
+
+def find_data(*, end_date: str, landing_uri: str, window_days: int) -> dict:
+    """Complete partitions (with `_SUCCESS`) in the `window_days` before `end_date` (exclusive):
+    {"dates": [...], "files": [...]}. No data in the window is an error (ValueError)."""
+    found = landing.partitions_in_window(landing_uri, end_date, window_days)
+    if not found:
+        raise ValueError(f"no complete partition (with _SUCCESS) in the {window_days} days before {end_date} "
+                         f"under {landing_uri}")
+    return {"dates": sorted(found), "files": [f for files in found.values() for f in files]}
+
+
+def _record(warehouse_config: dict, file_set: str, run_id: str | None, outcome: str) -> None:
+    wh = warehouse.connect(warehouse_config)
+    try:
+        file_sets.record(wh, file_set, run_id, outcome)
+    finally:
+        wh.close()
+
+
+def pick_file_set(*, wanted: str | None, landing_uri: str, registry_root: str, warehouse_config: dict) -> dict:
+    """The file set to process: `wanted` (a `dt=` date) if given, else the oldest complete set that
+    the processed-sets record has not seen and no registered model was trained on.
+    {"date": ..., "files": [...]}; raises NothingToTrain when there is none."""
+    wh = warehouse.connect(warehouse_config)
+    try:
+        done = file_sets.processed(wh)
+    finally:
+        wh.close()
+    if wanted:
+        files = landing.complete_partitions(landing_uri).get(wanted)
+        if not files:
+            raise NothingToTrain(f"file set dt={wanted} is not complete (no _SUCCESS marker)")
+        if wanted in done:
+            raise NothingToTrain(f"file set dt={wanted} was already processed ({done[wanted]})")
+        return {"date": wanted, "files": files}
+    seen = file_sets.trained_until(registry.list_versions(registry_root))
+    found = file_sets.next_unprocessed(landing_uri, done, seen)
+    if found is None:
+        raise NothingToTrain("no new complete file set: nothing to do")
+    return {"date": found[0], "files": found[1]}
+
+
+def check_validation(*, summary: dict, file_set: str, run_id: str | None, warehouse_config: dict) -> dict:
+    """`summary` (the validate task's) as is when the set passed; otherwise the set is recorded as
+    `rejected` and FileSetRejected is raised (no training, champion untouched)."""
+    if summary["ok"]:
+        return summary
+    _record(warehouse_config, file_set, run_id, "rejected")
+    raise FileSetRejected(f"file set dt={file_set} rejected by validation, champion unchanged: "
+                          + " | ".join(summary["rejected"]))
+
+
+def training_window(*, date: str, landing_uri: str, validated_uri: str, window_days: int) -> dict:
+    """Validated CSVs of the complete sets in the `window_days` up to and including `date`
+    (rejected sets have no validated rows): {"dates": [dates with rows], "files": [...]}."""
+    end = (dt.date.fromisoformat(date) + dt.timedelta(days=1)).isoformat()
+    dates = sorted(landing.partitions_in_window(landing_uri, end, window_days))
+    root = to_path(validated_uri)
+    files = [str(p) for d in dates for p in sorted(root.glob(f"dt={d}__*.csv"))]
+    return {"dates": [d for d in dates if any(f"dt={d}__" in f for f in files)], "files": files}
+
+
+def record_outcome(*, file_set: str, promoted: bool, run_id: str | None, warehouse_config: dict) -> str:
+    """Record the handled file set as `promoted` or `kept`; return the outcome."""
+    outcome = "promoted" if promoted else "kept"
+    _record(warehouse_config, file_set, run_id, outcome)
+    return outcome
