@@ -152,3 +152,33 @@ def test_cli_slices_and_human_output(data, tmp_path):
     assert run.returncode == 1
     assert "basket_eur" in run.stdout and "FAIL" in run.stdout and "coupon_code" not in run.stdout
     assert (tmp_path / "r.html").exists()
+
+
+def test_a_p_value_breaches_below_its_threshold_a_distance_above(data):
+    """chi2_pvalue is registered with breach="below": a small p-value is the alarm, not a large one."""
+    reference = D.build_reference([data["ref"]], TINY)
+    strict = {"features": {"channel": {"chi2_pvalue": 0.01, "linf": 1.0, "psi": 10.0}}}
+    shifted = D.check_drift(reference, [data["shifted"]], TINY, config=strict)
+    row = next(s for s in shifted["scores"] if s["feature"] == "channel" and s["slice"] == "all"
+               and s["metric"] == "chi2_pvalue")
+    assert row["value"] < 0.01 and row["breached"] and row["threshold"] == 0.01
+    same = D.check_drift(reference, [data["same"]], TINY, config=strict)
+    row = next(s for s in same["scores"] if s["feature"] == "channel" and s["slice"] == "all"
+               and s["metric"] == "chi2_pvalue")
+    assert row["value"] > 0.01 and not row["breached"]
+    assert D.METRICS["categorical"]["chi2_pvalue"].breach == "below"
+    assert D.METRICS["numeric"]["ks"].breach == "above"
+
+
+def test_a_monitored_column_missing_from_the_data_always_breaches(data, tmp_path):
+    reference = D.build_reference([data["ref"]], TINY)
+    with open(data["same"], newline="") as handle:
+        rows = list(csv.reader(handle))
+    drop = rows[0].index("channel")
+    path = tmp_path / "no_channel.csv"
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([r[:drop] + r[drop + 1:] for r in rows])
+    result = D.check_drift(reference, [path], TINY)
+    missing = [s for s in result["scores"] if s["feature"] == "channel" and s["slice"] == "all"]
+    assert [(s["metric"], s["value"], s["threshold"], s["breached"]) for s in missing] == [("missing", 1.0, 0.5, True)]
+    assert result["drifted"] == ["channel"] and not result["ok"]
