@@ -69,9 +69,10 @@ def static_training_run(airflow_db, landed, config):
     return {"state": run.state, "states": states, "run_dir": run_dir}
 
 
-# Tests that need the session's trained model or Airflow are the slow tier; `-m "not slow"` is the
-# fast unit tier (seconds per file) that `make mutate` runs for every mutant.
-SLOW_FIXTURES = {"static_training_run", "trained_model", "airflow_db", "landed"}
+# Tests that need the session's trained model or Airflow, or the drift tests' six simulated weeks
+# (`world`), are the slow tier; `-m "not slow"` is the fast unit tier (seconds per file) that
+# `make mutate` runs for every mutant.
+SLOW_FIXTURES = {"static_training_run", "trained_model", "airflow_db", "landed", "world"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -11,6 +11,8 @@ from scipy.stats import ks_2samp
 from ml import drift as D
 from tests.ml import realdata
 
+pytestmark = pytest.mark.slow  # whole real data sets: the fast tier (and make mutate) skips them
+
 CASES = {  # data set → (numeric column scaled by 1.3, (categorical column, value whose share doubles))
     "diamonds": ("price", ("cut", "Good")),
     "flights": ("distance", ("carrier", "AA")),

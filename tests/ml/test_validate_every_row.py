@@ -154,6 +154,7 @@ def _corrupt(rows, rng):
     return rows
 
 
+@pytest.mark.slow  # 192k rows and a Python brute force: not in the fast tier that make mutate runs
 def test_large_file_every_row_matches_a_brute_force_check(day, tmp_path):
     """192k rows (three Arrow blocks, far past any cap inside a library), corrupted at random:
     the quarantine holds exactly the failing rows, with their line numbers and rules; the accepted

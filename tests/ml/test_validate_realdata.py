@@ -6,9 +6,12 @@ from __future__ import annotations
 import csv
 
 import numpy as np
+import pytest
 
 from ml import validate as V
 from tests.ml import realdata
+
+pytestmark = pytest.mark.slow  # whole real data sets: the fast tier (and make mutate) skips them
 
 
 def _quarantine(report) -> list[list[str]]:
