@@ -36,7 +36,7 @@ def _write(path, rows):
 
 
 @pytest.fixture(scope="module")
-def landed(tmp_path_factory):
+def landed_days(tmp_path_factory):
     out = tmp_path_factory.mktemp("bucket")
     truth = simulate(out, "2024-03-04", 2, 5, sensors=60, forecast_days=0,
                      scenarios={"2024-03-05": "logging_format_change"})
@@ -57,8 +57,8 @@ def _check_invariant(summary):
     assert summary["rows_in"] == summary["rows_accepted"] + summary["rows_quarantined"]
 
 
-def test_normal_day_accepted_and_logging_format_change_rejected(landed, tmp_path):
-    out, truth = landed
+def test_normal_day_accepted_and_logging_format_change_rejected(landed_days, tmp_path):
+    out, truth = landed_days
     good, changed = _day(out, "2024-03-04"), _day(out, "2024-03-05")
     before = {p: _sha(p) for p in (good, changed)}
     summary = V.validate_files([good, changed], SCHEMA, tmp_path / "q", LIMITS, accepted_uri=tmp_path / "a")
@@ -77,9 +77,9 @@ def test_normal_day_accepted_and_logging_format_change_rejected(landed, tmp_path
     assert good.exists() and changed.exists()
 
 
-def test_logging_format_change_without_rename_fails_on_its_other_symptoms(landed, tmp_path):
+def test_logging_format_change_without_rename_fails_on_its_other_symptoms(landed_days, tmp_path):
     """Same day with the column name fixed: NULLs (presence) and strings in numbers still reject it."""
-    out, _ = landed
+    out, _ = landed_days
     rows = _rows(_day(out, "2024-03-05"))
     rows[0] = ["avg_speed_kmh" if c == "avg_speed_mph" else c for c in rows[0]]
     path = _write(tmp_path / "renamed_back.csv", rows)
@@ -93,8 +93,8 @@ def test_logging_format_change_without_rename_fails_on_its_other_symptoms(landed
     assert "vehicle_count" in lenient["files"][0]["fields_failed"] or lenient["files"][0]["rule"] == "presence"
 
 
-def test_row_level_failures_are_quarantined_with_reasons(landed, tmp_path):
-    out, _ = landed
+def test_row_level_failures_are_quarantined_with_reasons(landed_days, tmp_path):
+    out, _ = landed_days
     rows = _rows(_day(out, "2024-03-04"))
     h = rows[0]
     rows[3][h.index("lanes")] = "xx"  # type
@@ -120,8 +120,8 @@ def test_row_level_failures_are_quarantined_with_reasons(landed, tmp_path):
     assert _sha(path) == digest
 
 
-def test_too_many_bad_rows_reject_the_file_naming_file_row_field_rule(landed, tmp_path):
-    out, _ = landed
+def test_too_many_bad_rows_reject_the_file_naming_file_row_field_rule(landed_days, tmp_path):
+    out, _ = landed_days
     rows = _rows(_day(out, "2024-03-04"))
     i = rows[0].index("occupancy")
     for r in rows[1:101]:  # ~7% of 1440
@@ -138,8 +138,8 @@ def test_too_many_bad_rows_reject_the_file_naming_file_row_field_rule(landed, tm
 CASES = ["empty", "header_only", "truncated", "non_utf8", "garbage", "binary", "too_few_rows"]
 
 
-def test_broken_files_get_a_clear_verdict_not_a_traceback(landed, tmp_path):
-    out, _ = landed
+def test_broken_files_get_a_clear_verdict_not_a_traceback(landed_days, tmp_path):
+    out, _ = landed_days
     raw = _day(out, "2024-03-04").read_bytes()
     header = raw.split(b"\n", 1)[0] + b"\n"
     contents = {
@@ -169,8 +169,8 @@ def test_broken_files_get_a_clear_verdict_not_a_traceback(landed, tmp_path):
     assert "empty" in messages["empty"] and "row count" in messages["too_few_rows"]
 
 
-def test_presence_below_schema_rejects_the_file(landed, tmp_path):
-    out, _ = landed
+def test_presence_below_schema_rejects_the_file(landed_days, tmp_path):
+    out, _ = landed_days
     rows = _rows(_day(out, "2024-03-04"))
     i = rows[0].index("forecast_wind_kmh")
     for r in rows[1::4]:  # 25% NULL, schema wants 95% present
