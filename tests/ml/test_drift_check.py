@@ -182,3 +182,52 @@ def test_a_monitored_column_missing_from_the_data_always_breaches(data, tmp_path
     missing = [s for s in result["scores"] if s["feature"] == "channel" and s["slice"] == "all"]
     assert [(s["metric"], s["value"], s["threshold"], s["breached"]) for s in missing] == [("missing", 1.0, 0.5, True)]
     assert result["drifted"] == ["channel"] and not result["ok"]
+
+
+def test_label_slices_and_small_batches_on_tiny_data(data, tmp_path):
+    """The decisions the simulator tests make on six weeks, on tiny data (fast tier): a label-rate
+    change is flagged on the label; a slice gets the feature's threshold times `slice_factor` and
+    none below `min_slice_rows`; a batch under `min_rows` is scored but decides nothing."""
+    config = {"slice_by": "channel", "min_slice_rows": 100, "slice_factor": 2.0}
+    reference = D.build_reference([data["ref"]], TINY, config)
+    with open(data["same"], newline="") as handle:
+        rows = list(csv.reader(handle))
+    label = rows[0].index("returned")
+    for r in rows[1:][::3]:
+        r[label] = "1"  # the return rate jumps from ~10 % to ~40 %
+    relabelled = tmp_path / "relabelled.csv"
+    with open(relabelled, "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    result = D.check_drift(reference, [relabelled], TINY, config=config)
+    assert "returned" in result["drifted"]
+    linf = next(s for s in result["scores"] if s["feature"] == "returned" and s["metric"] == "linf")
+    assert linf["slice"] == "all" and linf["breached"] and linf["value"] > 0.25
+
+    shifted = D.check_drift(reference, [data["shifted"]], TINY, config=config)
+    base = next(s["threshold"] for s in shifted["scores"]
+                if s["feature"] == "basket_eur" and s["slice"] == "all" and s["metric"] == "ks")
+    by_slice = {s["slice"]: s for s in shifted["scores"] if s["feature"] == "basket_eur" and s["metric"] == "ks"}
+    assert set(by_slice) == {"all", "channel=web", "channel=app", "channel=store"}
+    counts = shifted_counts(data["shifted"])
+    for value, row in by_slice.items():
+        if value == "all":
+            continue
+        big_enough = counts[value.split("=")[1]] >= 100
+        assert row["threshold"] == (base * 2.0 if big_enough else None), (value, row)
+    assert by_slice["channel=web"]["breached"]
+
+    few = tmp_path / "few.csv"
+    _tiny_csv(few, 30, 9, basket_scale=90.0)  # under min_rows (50): scored, nothing decided
+    small = D.check_drift(reference, [few], TINY, config=config)
+    assert small["ok"] and small["scores"] and all(s["threshold"] is None for s in small["scores"]
+                                                    if s["feature"] != "_table")
+
+
+def shifted_counts(path) -> dict:
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    channel = rows[0].index("channel")
+    out = {}
+    for r in rows[1:]:
+        out[r[channel]] = out.get(r[channel], 0) + 1
+    return out
