@@ -267,3 +267,53 @@ def test_cli_json_prints_only_json_and_uses_exit_codes(day, tmp_path):
     usage = subprocess.run(env_python + ["--data", str(good), "--schema", str(tmp_path / "nope.yaml")],
                            capture_output=True, text=True, cwd=ROOT)
     assert usage.returncode == 2 and usage.stdout == "" and "nope.yaml" in usage.stderr
+
+
+def _shop(path, rows, header=("order_id", "basket_eur", "channel", "items", "coupon_code", "returned")):
+    return _write(path, [list(header)] + rows)
+
+
+def test_presence_is_a_share_of_all_rows_at_its_exact_boundary(tmp_path):
+    """`items` must be present in >= 90 % of rows: 10 NULLs in 100 rows pass, 11 do not."""
+    def rows(nulls):
+        return [[f"O{k}", "10.5", "web", "" if k < nulls else "2", "", "0"] for k in range(100)]
+
+    ok = V.validate_files(_shop(tmp_path / "ten.csv", rows(10)), TINY, tmp_path / "q")["files"][0]
+    assert ok["status"] == "accepted" and ok["null_fraction"]["items"] == 0.1
+    bad = V.validate_files(_shop(tmp_path / "eleven.csv", rows(11)), TINY, tmp_path / "q")["files"][0]
+    assert bad["status"] == "rejected" and bad["rule"] == "presence" and bad["field"] == "items"
+    assert "89.0%" in bad["message"] and bad["rows_quarantined"] == 100
+
+
+def test_oov_rate_is_a_share_of_the_present_values(tmp_path):
+    """An open vocabulary tolerates `max_oov_rate` unseen values among the values present (NULLs
+    are the presence rule's business): 11 unseen of 50 present is 22 % > 20 %, though 11 % of rows."""
+    raw = yaml.safe_load(TINY.read_text())
+    for f in raw["features"]:
+        if f["name"] == "channel":
+            f.update(presence=0.5, open_vocabulary=True)
+    schema_path = tmp_path / "open.yaml"
+    schema_path.write_text(yaml.safe_dump(raw))
+
+    def rows(unseen):
+        return [[f"O{k}", "10.5", "" if k < 50 else ("fax" if k < 50 + unseen else "web"), "2", "", "0"]
+                for k in range(100)]
+
+    ok = V.validate_files(_shop(tmp_path / "ten.csv", rows(10)), schema_path, tmp_path / "q")["files"][0]
+    assert ok["status"] == "accepted" and ok["oov_rate"]["channel"] == 0.2
+    bad = V.validate_files(_shop(tmp_path / "eleven.csv", rows(11)), schema_path, tmp_path / "q")["files"][0]
+    assert bad["status"] == "rejected" and bad["rule"] == "oov_rate" and bad["field"] == "channel"
+    assert "22.0%" in bad["message"]
+
+
+def test_duplicate_and_unexpected_columns_are_named(tmp_path):
+    rows = [[f"O{k}", "10.5", "web", "2", "", "0", "x"] for k in range(10)]
+    dup = _shop(tmp_path / "dup.csv", rows,
+                header=("order_id", "basket_eur", "channel", "items", "coupon_code", "returned", "channel"))
+    report = V.validate_files(dup, TINY, tmp_path / "q")["files"][0]
+    assert report["status"] == "rejected" and report["row"] == 1 and report["rule"] == "expected columns"
+    assert report["field"] == "channel" and "duplicate column: channel" in report["message"]
+    extra = _shop(tmp_path / "extra.csv", rows,
+                  header=("order_id", "basket_eur", "channel", "items", "coupon_code", "returned", "note"))
+    report = V.validate_files(extra, TINY, tmp_path / "q")["files"][0]
+    assert report["field"] == "note" and report["message"].endswith("(unexpected column: note)")
