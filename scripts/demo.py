@@ -5,8 +5,10 @@
 2. `static_training` (validate → drift → Beam transform → train → evaluate → gate → promote)
 3. `batch_prediction` for the next day (champion × known-ahead features → DuckDB)
 4. `dynamic_training` day by day: a normal day (retrain, gate decides), the logging-format
-   change (rejected by validation), the weather model's silent update (drift alert, retrain,
-   gate decides), a deliberately bad candidate trained on shuffled labels (rejected by the gate)
+   change (rejected by validation), the weather model's silent switch to Fahrenheit (a third of
+   its values are outside the schema's range: rejected by validation, every row checked), road
+   closures (valid values, so a drift alert, retrain, gate decides), a deliberately bad candidate
+   trained on shuffled labels (rejected by the gate)
 5. a manual `rollback`, then `batch_prediction` again with the restored champion
 6. a summary and the story table, rebuilt from the registry history, the alerts table and the
    warehouse (not from this script's variables)
@@ -38,14 +40,16 @@ SENSORS = 200
 SEED = 42
 TRAIN_DATE = START + dt.timedelta(days=DAYS)  # static_training's window ends here
 PREDICT_DATE = TRAIN_DATE  # the first day without observations: the day to predict
-FINAL_DATE = TRAIN_DATE + dt.timedelta(days=4)  # scored again after the rollback
+FINAL_DATE = TRAIN_DATE + dt.timedelta(days=5)  # scored again after the rollback
 # Days that land after the first model, one dynamic_training run each.
 STORY = [
     ("normal", {}),
     ("logging_format_change", {}),
     ("weather_model_shift", {}),
+    ("road_closure", {}),
     ("normal", {"shuffle_labels": True}),  # the deliberately bad candidate
 ]
+REJECTED_BY_VALIDATION = {"logging_format_change", "weather_model_shift"}
 
 
 def say(message: str) -> None:
@@ -183,7 +187,7 @@ def main() -> None:
     for i, (name, conf) in enumerate(STORY):
         day = (TRAIN_DATE + dt.timedelta(days=i)).isoformat()
         run_dag("dynamic_training", conf={"file_set": day, **conf}, label=f"-{day}",
-                expect_failure=name == "logging_format_change")
+                expect_failure=name in REJECTED_BY_VALIDATION)
     run_dag("rollback", conf={"reason": "demo: manual rollback"})
     run_dag("batch_prediction", FINAL_DATE, label="-after-rollback")
     story(config)
