@@ -169,6 +169,9 @@ def _validate_one(path: Path, schema: F.Schema, checks: list, gx, limits: dict, 
         "row": rejected.row if rejected is not None else None,
         **stats,
     }
+    seen = streamed.failed_rules if streamed is not None and rejected is None else set()
+    report["fields_failed"] = sorted({f for f, _ in seen if f})
+    report["rules_failed"] = sorted({r for _, r in seen})
     if quarantined:
         report["quarantine_uri"] = to_uri(qdir / name)
     if rejected is None and adir is not None:
@@ -178,19 +181,6 @@ def _validate_one(path: Path, schema: F.Schema, checks: list, gx, limits: dict, 
     if report["rows_in"] != report["rows_accepted"] + report["rows_quarantined"]:
         raise RuntimeError(f"{file}: rows in != accepted + quarantined ({report})")
     return {"report": report, "gx": gx_report}
-
-
-def _failures(quarantine_uri: str | None) -> tuple[list, list]:
-    """Fields and rules of the row failures in a quarantine file (small: bad rows only)."""
-    if not quarantine_uri:
-        return [], []
-    import pyarrow.csv as pacsv
-
-    table = pacsv.read_csv(str(to_path(quarantine_uri)), convert_options=pacsv.ConvertOptions(
-        include_columns=["_field", "_rule"], column_types={"_field": "string", "_rule": "string"}))
-    fields = sorted({f for f in table.column("_field").to_pylist() if f})
-    rules = sorted(set(table.column("_rule").to_pylist()))
-    return fields, rules
 
 
 def validate_files(files, schema_path, quarantine_uri, limits: dict | None = None, accepted_uri=None,
@@ -231,8 +221,6 @@ def validate_files(files, schema_path, quarantine_uri, limits: dict | None = Non
         else:
             result = _validate_one(path, schema, checks, gx, limits, qdir, adir)
             report, gx_report = result["report"], result["gx"]
-            report["fields_failed"], report["rules_failed"] = _failures(report.get("quarantine_uri")) \
-                if report["status"] == "accepted" else ([], [])
         if gx_report is not None and rdir is not None:
             rdir.mkdir(parents=True, exist_ok=True)
             target = rdir / (_out_name(path)[:-4] + ".gx.json")

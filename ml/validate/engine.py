@@ -130,6 +130,7 @@ class Streamed:
     first_bad: tuple | None = None  # (index among `rows`, field, rule, reason)
     file_counts: dict = field(default_factory=dict)  # check index → [unexpected, denominator]
     nulls: dict = field(default_factory=dict)  # column → NULL values
+    failed_rules: set = field(default_factory=set)  # (field, rule) of every row-level failure seen
     reasons_path: Path | None = None
     sample: Sample = field(default_factory=Sample)
 
@@ -155,6 +156,7 @@ def stream(path: Path, header: list[str], schema: F.Schema, checks: list[Check],
 
     def count_malformed(row) -> str:
         out.malformed += 1
+        out.failed_rules.add(("", "malformed_row"))
         return "skip"
 
     reader = pacsv.open_csv(
@@ -195,9 +197,10 @@ def stream(path: Path, header: list[str], schema: F.Schema, checks: list[Check],
                     counts[1] += n - column.null_count if nonnull_denominator(check) else n
                 elif mask.any():
                     failed.append((check, mask))
+                    out.failed_rules.add((check.field, check.rule))
                     bad |= mask
-            typed = typed if typed is not None else _typed(text, schema, syntax_ok)
-            if out.rows < sample_rows:
+            if out.rows < sample_rows:  # the rows GX will see (the typed frame only for them)
+                typed = typed if typed is not None else _typed(text, schema, syntax_ok)
                 k = sample_rows - out.rows
                 out.sample.text = {name: col.slice(0, k) for name, col in text.items()}
                 out.sample.typed = {name: col.slice(0, k) for name, col in typed.items()}
