@@ -112,7 +112,7 @@ def run(rows: int = 120_000, baseline_rows: int = 1000, repeat: int = 3, model_r
             def ours():
                 n = 0
                 for day in dates:
-                    n += predict_to_warehouse(target_date=day, registry_root=str(root),
+                    n += predict_to_warehouse(target_date=day, registry_config={"kind": "local", "root": str(root)},
                                               forecast_uri=str(sim["forecast"]), schema_path=str(SCHEMA),
                                               warehouse_config=wh_config, evaluation=EVALUATION,
                                               batch_size=4096, run_id="bench")["rows"]

@@ -30,6 +30,7 @@ CONFIG = load()
 
 @dag(
     dag_id="batch_prediction",
+    description="Champion scores every sensor-hour of a day into the warehouse (daily and on a new champion).",
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("0 0 * * *", timezone="UTC"),
         assets=[CHAMPION],
@@ -56,18 +57,23 @@ def batch_prediction():
 
     @task
     def predict(date: str, run_id=None) -> dict:
-        from ml.prediction_job import predict_to_warehouse
+        from airflow.sdk.exceptions import AirflowFailException
 
-        return predict_to_warehouse(
-            target_date=date,
-            registry_root=CONFIG["registry"]["root"],
-            forecast_uri=CONFIG["storage"]["forecast"],
-            schema_path=CONFIG["schema_path"],
-            warehouse_config=CONFIG["warehouse"],
-            evaluation=CONFIG["evaluation"],
-            batch_size=CONFIG["batch_prediction"]["batch_size"],
-            run_id=run_id,
-        )
+        from ml.prediction_job import NoChampionError, predict_to_warehouse
+
+        try:
+            return predict_to_warehouse(
+                target_date=date,
+                registry_config=CONFIG["registry"],
+                forecast_uri=CONFIG["storage"]["forecast"],
+                schema_path=CONFIG["schema_path"],
+                warehouse_config=CONFIG["warehouse"],
+                evaluation=CONFIG["evaluation"],
+                batch_size=CONFIG["batch_prediction"]["batch_size"],
+                run_id=run_id,
+            )
+        except NoChampionError as exc:  # no retries: a retry cannot train a model
+            raise AirflowFailException(str(exc)) from None
 
     predict(target_date())
 

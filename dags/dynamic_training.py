@@ -40,6 +40,7 @@ TRAINING = CONFIG["training"]
 
 @dag(
     dag_id="dynamic_training",
+    description="New file set landed: validate, check drift, retrain, gate, then promote or keep the champion.",
     schedule="*/30 * * * *",
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
@@ -64,7 +65,7 @@ def dynamic_training():
 
         try:
             return training_job.pick_file_set(wanted=(params or {}).get("file_set"), landing_uri=LANDING,
-                                              registry_root=CONFIG["registry"]["root"],
+                                              registry_config=CONFIG["registry"],
                                               warehouse_config=CONFIG["warehouse"])
         except training_job.NothingToTrain as exc:
             raise AirflowSkipException(str(exc)) from None
@@ -93,7 +94,7 @@ def dynamic_training():
     checked = check_validation(validate.output, picked["date"])
     drift = DriftCheckOperator(
         task_id="drift", data=checked["accepted"], schema_path=CONFIG["schema_path"],
-        registry_root=CONFIG["registry"]["root"], warehouse=CONFIG["warehouse"],
+        registry_config=CONFIG["registry"], warehouse=CONFIG["warehouse"],
         report_uri=RUN.drift_report, data_date=FILE_SET,
         config=CONFIG["drift"],  # thresholds and policy as the profile says now
     )
@@ -125,9 +126,9 @@ def dynamic_training():
         "learning_rate": TRAINING["learning_rate"],
         "hidden_units": ",".join(str(u) for u in TRAINING["hidden_units"]),
     })
-    [transform, champion_checkpoint(registry_root=CONFIG["registry"]["root"])] >> train
+    [transform, champion_checkpoint(registry_config=CONFIG["registry"])] >> train
     tail = promotion(candidate=train.output, dates=window["dates"], reference_files=window["files"], layout=RUN,
-                     trained_by="dynamic_training", registry_root=CONFIG["registry"]["root"],
+                     trained_by="dynamic_training", registry_config=CONFIG["registry"],
                      schema_path=CONFIG["schema_path"], evaluation=CONFIG["evaluation"],
                      gate_thresholds=CONFIG["gate"], drift_config=CONFIG["drift"],
                      warehouse_config=CONFIG["warehouse"])

@@ -22,13 +22,18 @@ CONFIG = load()
 
 @dag(
     dag_id="rollback",
+    description="Manual: move the champion alias back to the previous (or a chosen) model version.",
     schedule=None,
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
+    max_active_runs=1,  # two rollbacks at once would race on the same alias
     default_args=default_args(alerts=CONFIG.get("alerts")),
     params={
-        "version": Param("", type="string", description="Version to restore (e.g. v0003); empty = previous."),
-        "reason": Param("manual rollback", type="string"),
+        # null default: the trigger form accepts it as it is (an empty required string disables the button)
+        "version": Param(None, type=["null", "string"],
+                         description="Version to restore (e.g. v0003); empty = the previous champion."),
+        "reason": Param("manual rollback", type="string",
+                        description="Why: kept in the registry history and in the alert."),
     },
     tags=["prodml", "serving"],
     doc_md=__doc__,
@@ -40,10 +45,10 @@ def rollback():
 
         from ml import alerts, registry, warehouse
 
-        root = CONFIG["registry"]["root"]
-        before = registry.aliases(root).get("champion")
+        models = registry.connect(CONFIG["registry"])
+        before = models.aliases().get("champion")
         try:
-            after = registry.rollback(root, params.get("version") or None, reason=params.get("reason", ""))
+            after = models.rollback(params.get("version") or None, reason=params.get("reason", ""))
         except registry.RegistryError as exc:  # nothing to roll back to / unknown version: retrying won't help
             raise AirflowFailException(str(exc)) from None
         wh = warehouse.connect(CONFIG["warehouse"])

@@ -43,6 +43,7 @@ TRAINING = CONFIG["training"]
 
 @dag(
     dag_id="static_training",
+    description="Weekly full retrain on the last window_days of landed data; the gate decides promotion.",
     schedule=CronTriggerTimetable("0 3 * * 1", timezone="UTC"),
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
@@ -74,7 +75,7 @@ def static_training():
         task_id="drift",
         data=validate.output["accepted"],
         schema_path=CONFIG["schema_path"],
-        registry_root=CONFIG["registry"]["root"],
+        registry_config=CONFIG["registry"],
         warehouse=CONFIG["warehouse"],
         report_uri=RUN.drift_report,
         data_date="{{ ds }}",
@@ -101,9 +102,9 @@ def static_training():
         },
     )
 
-    [transform, champion_checkpoint(registry_root=CONFIG["registry"]["root"])] >> train
+    [transform, champion_checkpoint(registry_config=CONFIG["registry"])] >> train
     promotion(candidate=train.output, dates=found["dates"], reference_files=validate.output["accepted"],
-              layout=RUN, trained_by="static_training", registry_root=CONFIG["registry"]["root"],
+              layout=RUN, trained_by="static_training", registry_config=CONFIG["registry"],
               schema_path=CONFIG["schema_path"], evaluation=CONFIG["evaluation"], gate_thresholds=CONFIG["gate"],
               drift_config=CONFIG["drift"], warehouse_config=CONFIG["warehouse"])
 

@@ -70,10 +70,12 @@ def read_eval_examples(pattern: str, schema) -> tuple[dict, np.ndarray]:
     import tensorflow as tf
 
     from ml import features as F
+    from ml import storage
 
-    files = sorted(tf.io.gfile.glob(pattern))
-    ds = tf.data.TFRecordDataset(files).batch(65536).map(lambda b: tf.io.parse_example(b, F.feature_spec(schema)))
-    parts = [{k: v.numpy() for k, v in batch.items()} for batch in ds]
+    with storage.local_files(pattern) as files:
+        ds = tf.data.TFRecordDataset([str(f) for f in files])
+        ds = ds.batch(65536).map(lambda b: tf.io.parse_example(b, F.feature_spec(schema)))
+        parts = [{k: v.numpy() for k, v in batch.items()} for batch in ds]
     if not parts:
         return {}, np.zeros(0)
     columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

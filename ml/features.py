@@ -117,8 +117,12 @@ def _parse_feature(raw: dict, where: str) -> Feature:
 
 @lru_cache(maxsize=16)
 def load_schema(path: str | Path) -> Schema:
-    path = Path(path)
-    text = path.read_text()
+    """The schema file at `path` (a local path or a bucket URI: Dataflow and Vertex read it there)."""
+    from ml import storage
+
+    source = str(path)
+    text = storage.read_text(source)
+    path = Path(source)
     raw = yaml.safe_load(text)
     features = tuple(_parse_feature(f, f"{path}: features[{i}]") for i, f in enumerate(raw["features"]))
     names = [f.name for f in features]
@@ -134,7 +138,7 @@ def load_schema(path: str | Path) -> Schema:
         split_key=raw.get("split_key"),
         partition_column=raw.get("partition_column"),
         row_count=tuple(raw.get("row_count", (1, 10**12))),
-        path=str(path),
+        path=source,
         digest=hashlib.sha256(text.encode()).hexdigest()[:16],
         by_name={f.name: f for f in features},
     )
@@ -195,20 +199,21 @@ def read_csv_files(files, schema: Schema, bad_values: str = "raise", open_file=N
 
     bad_values="raise": a value of the wrong type raises ValueError naming file, column and row;
     bad_values="null": it becomes NULL (for measuring data, e.g. drift, that validation judges).
-    open_file: how to open a path that is not local (e.g. Beam's FileSystems.open for gs://)."""
+    open_file: how to open a file (default: `ml.storage.open`; Beam's FileSystems.open on workers)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
+
+    from ml import storage
 
     if bad_values not in ("raise", "null"):
         raise ValueError(f"bad_values must be 'raise' or 'null', not {bad_values!r}")
     types = arrow_types(schema)
     tables = []
     for file in files:
-        source, data = file, None
-        if open_file is not None:
-            with open_file(file) as handle:
-                data = handle.read()
-            source = pa.BufferReader(data)
+        # Through the storage backend (local folder or bucket) unless the caller brings its opener.
+        with (open_file or storage.open)(file) as handle:
+            data = handle.read()
+        source = pa.BufferReader(data)
         header = read_header(file, data)
         present = {k: v for k, v in types.items() if k in header}
         read_as = present if bad_values == "raise" else {k: pa.string() for k in present}

@@ -415,19 +415,20 @@ def summary(record: dict) -> dict:
     }
 
 
-def store_blessing(root, version: str, record: dict) -> str:
-    """Attach the record to the (registered, not promoted) version; once only. Returns its path."""
-    return registry.attach(root, version, BLESSING, record)
+def store_blessing(models, version: str, record: dict) -> str:
+    """Attach the record to the (registered, not promoted) version of the registry `models`
+    (`ml.registry.connect`); once only. Returns its path."""
+    return models.attach(version, BLESSING, record)
 
 
-def promote_if_blessed(root, version: str, record: dict | None = None, reason: str = "") -> dict:
+def promote_if_blessed(models, version: str, record: dict | None = None, reason: str = "") -> dict:
     """Promote `version` only if the blessing stored with it says pass; return the aliases.
 
     The stored blessing is authoritative (a caller cannot bless by passing a dict); `record`, if
     given, must agree with it. Raises NotBlessedError otherwise; the aliases are left untouched.
     """
     try:
-        stored = registry.read_attachment(root, version, BLESSING)
+        stored = models.read_attachment(version, BLESSING)
     except registry.RegistryError as exc:
         raise NotBlessedError(f"refusing to promote {version}: no blessing stored ({exc}); "
                               "run the gate and store_blessing() first") from None
@@ -441,7 +442,7 @@ def promote_if_blessed(root, version: str, record: dict | None = None, reason: s
         blessed = (rec.get("candidate") or {}).get("version")
         if blessed is not None and registry._normalise_version(blessed) != registry._normalise_version(version):
             raise NotBlessedError(f"refusing to promote {version}: the {label} blessing is for {blessed}")
-    return registry.promote(root, version, reason or "gate passed")
+    return models.promote(version, reason or "gate passed")
 
 
 # ---------------------------------------------------------------- CLI (the infra child)

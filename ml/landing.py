@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ml.storage import to_path
+from ml import storage
 
 SUCCESS = "_SUCCESS"
 
 
 def complete_partitions(landing_uri: str) -> dict[str, list[str]]:
     """{date: [csv paths]} for every partition whose `_SUCCESS` marker is present (no marker, no data)."""
-    root = to_path(landing_uri)
-    out = {}
-    for part in sorted(root.glob("dt=*")):
-        if (part / SUCCESS).exists():
-            out[part.name.removeprefix("dt=")] = [str(p) for p in sorted(part.glob("*.csv"))]
+    def partition(uri: str) -> str:
+        return storage.name(uri.rsplit("/", 1)[0]).removeprefix("dt=")
+
+    # Two listings whatever the number of partitions (each glob is one list call on a bucket).
+    complete = {partition(marker) for marker in storage.glob(storage.join(landing_uri, "dt=*", SUCCESS))}
+    out = {date: [] for date in sorted(complete)}
+    for csv in storage.glob(storage.join(landing_uri, "dt=*", "*.csv")):
+        if partition(csv) in complete:
+            out[partition(csv)].append(csv)
     return out
 
 

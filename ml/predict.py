@@ -12,13 +12,13 @@ import numpy as np
 import pyarrow as pa
 
 from ml import features as F
-from ml.storage import to_path
+from ml import storage
 
 
 def load_model(model_dir: str):
     import tensorflow as tf
 
-    return tf.saved_model.load(str(to_path(model_dir)))
+    return tf.saved_model.load(str(storage.cached_copy(model_dir)))
 
 
 def score_columns(model, columns: dict, batch_size: int = 8192) -> np.ndarray:
@@ -35,8 +35,7 @@ def score_columns(model, columns: dict, batch_size: int = 8192) -> np.ndarray:
 
 def read_ahead_features(uri: str, schema: F.Schema) -> pa.Table:
     """The known-ahead feature table of one day (forecast/dt=D/*.csv)."""
-    path = to_path(uri)
-    files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
+    files = storage.glob(storage.join(uri, "*.csv")) if storage.isdir(uri) else [uri]
     if not files:
         raise FileNotFoundError(f"no known-ahead feature file under {uri}: was the day published?")
     return F.read_csv_files(files, schema)

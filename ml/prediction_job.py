@@ -11,6 +11,10 @@ from ml.storage import join
 log = logging.getLogger(__name__)
 
 
+class NoChampionError(RuntimeError):
+    """No model to score with: retrying cannot fix it, a model has to be trained first."""
+
+
 def resolve_target_date(explicit: str | None, logical_date: dt.datetime | None, landing_uri: str) -> str:
     """Explicit param > the run's logical date (scheduled/backfill/manual) > the day after the
     newest complete landed partition (Asset-triggered runs have no logical date)."""
@@ -25,11 +29,15 @@ def resolve_target_date(explicit: str | None, logical_date: dt.datetime | None, 
     return (dt.date.fromisoformat(newest) + dt.timedelta(days=1)).isoformat()
 
 
-def predict_to_warehouse(*, target_date: str, registry_root: str, forecast_uri: str, schema_path: str,
+def predict_to_warehouse(*, target_date: str, registry_config: dict, forecast_uri: str, schema_path: str,
                          warehouse_config: dict, evaluation: dict, batch_size: int, run_id: str | None,
                          model_version: str = "champion") -> dict:
     schema = features.load_schema(schema_path)
-    champion = registry.get(registry_root, model_version)
+    try:
+        champion = registry.connect(registry_config).get(model_version)
+    except registry.RegistryError as exc:
+        raise NoChampionError(f"no model to score with: {exc}. Train one first: `make demo`, or trigger the "
+                              "static_training DAG (its gate promotes the first champion).") from None
     table = predict.read_ahead_features(join(forecast_uri, f"dt={target_date}"), schema)
     wrong_day = set(table.column("date").to_pylist()) - {target_date}
     if wrong_day:

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 
-from ml import alerts, registry, warehouse
+from ml import alerts, registry, storage, warehouse
 from ml.run_layout import RunLayout
-from ml.storage import to_path
 
 TRAINING_KEYS = ("bound", "input_share", "peak_rss_mb", "strategy", "warm_start", "shuffled_labels")
 
 
-def champion_checkpoint(*, registry_root: str) -> str:
+def champion_checkpoint(*, registry_config: dict) -> str:
     """The champion's Keras file for a warm start ('' for the very first model)."""
     try:
-        return registry.get(registry_root, "champion")["path"] + "/model.keras"
+        return registry.connect(registry_config).get("champion")["path"] + "/model.keras"
     except registry.RegistryError:
         return ""
 
@@ -35,14 +34,14 @@ def evaluate_candidate(*, candidate_uri: str, schema_path: str, cost_false_negat
                     slice_by=slice_by)
 
 
-def evaluate_champion(*, candidate_uri: str, registry_root: str, schema_path: str, cost_false_negative: float,
+def evaluate_champion(*, candidate_uri: str, registry_config: dict, schema_path: str, cost_false_negative: float,
                       cost_false_positive: float, slice_by: str | None) -> dict | None:
     """The champion on the candidate's eval data (the change thresholds compare like with like);
     None when there is no champion yet (the first model: change checks are skipped)."""
     from ml.evaluate import evaluate
 
     try:
-        champion = registry.get(registry_root, "champion")
+        champion = registry.connect(registry_config).get("champion")
     except registry.RegistryError:
         return None
     return evaluate(champion["path"], RunLayout.of_candidate(candidate_uri).eval_files, schema_path,
@@ -50,7 +49,7 @@ def evaluate_champion(*, candidate_uri: str, registry_root: str, schema_path: st
 
 
 def register_candidate(*, candidate_uri: str, metrics: dict, dates: list[str], reference_files: list[str],
-                       registry_root: str, schema_path: str, drift_config: dict, trained_by: str,
+                       registry_config: dict, schema_path: str, drift_config: dict, trained_by: str,
                        run_id: str | None) -> dict:
     """Register the candidate (immutable, not promoted) with its metrics, training window, schema
     hash, parent (the champion) and the trainer's report, and attach the reference statistics of
@@ -59,14 +58,15 @@ def register_candidate(*, candidate_uri: str, metrics: dict, dates: list[str], r
     from ml import drift, features
 
     layout = RunLayout.of_candidate(candidate_uri)
-    report = to_path(layout.training_report)
-    training = json.loads(report.read_text()) if report.exists() else {}
+    models = registry.connect(registry_config)
+    report = layout.training_report
+    training = json.loads(storage.read_text(report)) if storage.exists(report) else {}
     try:
-        champion = registry.get(registry_root, "champion")["version"]
+        champion = models.get("champion")["version"]
     except registry.RegistryError:
         champion = None
-    model_dir = str(to_path(layout.model))
-    version = registry.register(registry_root, model_dir, {
+    model_dir = layout.model
+    version = models.register(model_dir, {
         "metrics": metrics,
         "data_range": {"start": dates[0], "end": dates[-1], "days": len(dates)},
         "schema_hash": features.load_schema(schema_path).digest,
@@ -77,16 +77,17 @@ def register_candidate(*, candidate_uri: str, metrics: dict, dates: list[str], r
         # the trainer's bottleneck report (input-bound vs compute-bound, peak memory) and flags
         "training": {k: training.get(k) for k in TRAINING_KEYS},
     })
-    drift.store_reference(registry_root, version, reference_files, schema_path, drift_config)
+    drift.store_reference(models, version, reference_files, schema_path, drift_config)
     return {"version": version, "champion_version": champion or "", "model_dir": model_dir}
 
 
-def promote(*, version: str, registry_root: str, reason: str) -> dict:
+def promote(*, version: str, registry_config: dict, reason: str) -> dict:
     """Move `champion` to `version` if its stored blessing says pass (ml.gate.NotBlessedError otherwise)."""
     from ml import gate
 
-    aliases = gate.promote_if_blessed(registry_root, version, reason=reason)
-    champion = registry.get(registry_root, "champion")
+    models = registry.connect(registry_config)
+    aliases = gate.promote_if_blessed(models, version, reason=reason)
+    champion = models.get("champion")
     print(f"promoted {version} (AUC {champion['metrics']['auc']:.3f}); aliases {aliases}")
     return {"version": version, "promoted": True}
 

@@ -379,6 +379,72 @@ def attachment_path(root, version_or_alias: str, name: str) -> Path:
     return path
 
 
+# ---------------------------------------------------------------- the registry backend
+
+
+class FolderRegistry:
+    """The folder registry above as an object: the local profile's registry backend. Same methods
+    as `ml.bucket_registry.BucketRegistry` (the gcp profile's), so callers hold either."""
+
+    kind = "local"
+
+    def __init__(self, root):
+        self.root = str(root)
+
+    def __repr__(self) -> str:
+        return f"FolderRegistry({self.root!r})"
+
+    def register(self, model_dir, metadata: dict) -> str:
+        return register(self.root, model_dir, metadata)
+
+    def aliases(self) -> dict:
+        return aliases(self.root)
+
+    def history(self) -> list[dict]:
+        return history(self.root)
+
+    def get(self, version_or_alias: str = "champion") -> dict:
+        return get(self.root, version_or_alias)
+
+    def list_versions(self) -> list[dict]:
+        return list_versions(self.root)
+
+    def promote(self, version: str, reason: str = "") -> dict:
+        return promote(self.root, version, reason)
+
+    def rollback(self, version: str | None = None, reason: str = "") -> dict:
+        return rollback(self.root, version, reason)
+
+    def attach(self, version: str, name: str, payload: dict) -> str:
+        return attach(self.root, version, name, payload)
+
+    def attach_file(self, version: str, name: str, source_path) -> str:
+        return attach_file(self.root, version, name, source_path)
+
+    def read_attachment(self, version_or_alias: str, name: str) -> dict:
+        return read_attachment(self.root, version_or_alias, name)
+
+    def attachment_uri(self, version_or_alias: str, name: str) -> str:
+        return str(attachment_path(self.root, version_or_alias, name))
+
+
+KINDS = ("local", "bucket")
+
+
+def connect(section: dict):
+    """The registry backend the profile's `registry:` section names: {kind: local, root: <folder>}
+    (FolderRegistry) or {kind: bucket, root: gs://<bucket>/registry} (BucketRegistry). The one
+    place the kind is read."""
+    kind = section.get("kind", "local")
+    if kind == "local":
+        return FolderRegistry(section["root"])
+    if kind == "bucket":
+        from ml.bucket_registry import BucketRegistry
+
+        return BucketRegistry(section["root"])
+    raise RegistryError(f"registry kind must be one of {KINDS}, not {kind!r}")
+
+
 # ---------------------------------------------------------------- CLI
 
 
@@ -407,21 +473,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.root:
-        root = Path(args.root)
+        section = {"kind": "local", "root": args.root}
     else:
         from ml import config  # an entry point: the only place here that reads the profile
 
-        root = Path(config.load()["registry"]["root"])
+        section = config.load()["registry"]
+    reg = connect(section)
     try:
         if args.command == "list":
-            records = list_versions(root)
+            records = reg.list_versions()
             print(_table(records) if records else "no versions registered")
         elif args.command == "show":
-            print(json.dumps(get(root, args.version), indent=2, sort_keys=True))
+            print(json.dumps(reg.get(args.version), indent=2, sort_keys=True))
         elif args.command == "rollback":
-            print(json.dumps(rollback(root, args.version, args.reason)))
+            print(json.dumps(reg.rollback(args.version, args.reason)))
         elif args.command == "history":
-            for entry in history(root):
+            for entry in reg.history():
                 line = f"{entry['at']}  {entry['action']:<8}  {entry['from'] or '-'} -> {entry['to']}"
                 print(f"{line}  {entry['reason']}".rstrip())
     except RegistryError as exc:

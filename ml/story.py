@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ml import registry
-
 DECISIONS = {"promoted": "retrained, gate passed → promoted", "kept": "retrained, gate failed → champion kept",
              "rejected": "rejected by validation → quarantined, champion kept"}
 
@@ -35,15 +33,15 @@ def _champion_at(history: list[dict], moment: str) -> str | None:
     return champion
 
 
-def build(registry_root: str, wh, ground_truth_path: str | None = None) -> list[dict]:
+def build(models, wh, ground_truth_path: str | None = None) -> list[dict]:
     truth = {}
     if ground_truth_path and Path(ground_truth_path).exists():
         truth = {d["date"]: d for d in json.loads(Path(ground_truth_path).read_text())["days"]}
     wh.ensure_tables()
     sets = wh.run_sql_file("processed_file_sets").to_pylist()
     alerts = wh.run_sql_file("alerts_by_run").to_pylist()
-    history = registry.history(registry_root)
-    versions = {v["version"]: v for v in registry.list_versions(registry_root)}
+    history = models.history()
+    versions = {v["version"]: v for v in models.list_versions()}
     rows = []
     for s in sets:
         at = s["processed_at"].isoformat()

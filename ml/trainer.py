@@ -38,8 +38,8 @@ def choose_strategy():
     return tf.distribute.get_strategy()
 
 
-def make_dataset(pattern: str, schema, batch_size: int, shuffle: bool, cache: bool = True):
-    """Parallel interleave over shards → batch → parse_example on whole batches → cache → prefetch."""
+def make_dataset(pattern, schema, batch_size: int, shuffle: bool, cache: bool = True):
+    """`pattern`: a glob or a list of shard files. Parallel interleave over shards → batch → parse_example on whole batches → cache → prefetch."""
     import tensorflow as tf
 
     from ml import features as F
@@ -122,33 +122,54 @@ def run(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     import keras
-    import tensorflow as tf
 
     from ml import features as F
+    from ml import storage
 
     keras.utils.set_random_seed(args.seed)
     schema = F.load_schema(args.schema)
-    stats = json.loads(tf.io.gfile.GFile(args.stats).read())
-    output = Path(args.output.removeprefix("file://"))
-    output.mkdir(parents=True, exist_ok=True)
+    stats = json.loads(storage.read_text(args.stats))
+    # Inputs are read from local disk and outputs written there, then published to `--output`
+    # (the same folder on the local profile; the bucket on Vertex AI).
+    with (storage.local_files(args.train) as train_files, storage.local_files(args.eval) as eval_files,
+          storage.staged_output(args.output) as output):
+        report = _train(args, schema, stats, train_files, eval_files, output)
+    report["model_dir"] = storage.join(args.output, "model")
+    report["keras_model"] = storage.join(args.output, "model", "model.keras")
+    storage.write_text(storage.join(args.output, "training.json"), json.dumps(report, indent=1))
+    log.info("training is %s: %.0f%% of step time waiting for input; peak RSS %.0f MB",
+             report["bound"], 100 * report["input_share"], report["peak_rss_mb"])
+    return report
+
+
+def _train(args, schema, stats: dict, train_files: list, eval_files: list, output: Path) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from ml import features as F
+    from ml import storage
+
+    if not train_files:
+        raise FileNotFoundError(f"no training shards match {args.train}")
     strategy = choose_strategy()
     hidden = [int(u) for u in args.hidden_units.split(",") if u]
     with strategy.scope():
         model = build_model(schema, stats, hidden, args.learning_rate)
-        warm = args.warm_start.removeprefix("file://")
-        if warm and Path(warm).exists():
+        warm = args.warm_start
+        if warm and storage.exists(warm):
             try:  # same architecture → start from the champion's weights
-                previous = keras.saving.load_model(warm, custom_objects=F.custom_objects())
+                with storage.local_copy(warm) as local:
+                    previous = keras.saving.load_model(str(local), custom_objects=F.custom_objects())
                 model.set_weights(previous.get_weights())
                 log.info("warm start from %s", warm)
             except (ValueError, OSError) as exc:  # schema/vocabulary changed: shapes differ
                 log.warning("warm start skipped (%s): training from scratch", exc)
                 warm = ""
 
-    train = make_dataset(args.train, schema, args.batch_size, shuffle=True)
+    train = make_dataset([str(f) for f in train_files], schema, args.batch_size, shuffle=True)
     if args.shuffle_labels:
         train = train.map(lambda x, y: (x, tf.random.shuffle(y, seed=args.seed)))
-    evaluation = make_dataset(args.eval, schema, args.batch_size, shuffle=False)
+    evaluation = make_dataset([str(f) for f in eval_files], schema, args.batch_size, shuffle=False)
     monitor = InputWaitMonitor()
     for epoch in range(args.epochs):
         record = monitor.run_epoch(model, train)
@@ -170,12 +191,7 @@ def run(argv: list[str] | None = None) -> dict:
         "strategy": type(strategy).__name__,
         "warm_start": warm or None,
         "shuffled_labels": args.shuffle_labels,
-        "model_dir": str(output / "model"),
-        "keras_model": str(output / "model" / "model.keras"),
     }
-    (output / "training.json").write_text(json.dumps(report, indent=1))
-    log.info("training is %s: %.0f%% of step time waiting for input; peak RSS %.0f MB",
-             report["bound"], 100 * input_share, report["peak_rss_mb"])
     return report
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ml import file_sets, landing, registry, warehouse
-from ml.storage import to_path
+from ml import file_sets, landing, registry, storage, warehouse
 
 
 class NothingToTrain(Exception):
@@ -39,7 +38,7 @@ def _record(warehouse_config: dict, file_set: str, run_id: str | None, outcome: 
         wh.close()
 
 
-def pick_file_set(*, wanted: str | None, landing_uri: str, registry_root: str, warehouse_config: dict) -> dict:
+def pick_file_set(*, wanted: str | None, landing_uri: str, registry_config: dict, warehouse_config: dict) -> dict:
     """The file set to process: `wanted` (a `dt=` date) if given, else the oldest complete set that
     the processed-sets record has not seen and no registered model was trained on.
     {"date": ..., "files": [...]}; raises NothingToTrain when there is none."""
@@ -55,7 +54,7 @@ def pick_file_set(*, wanted: str | None, landing_uri: str, registry_root: str, w
         if wanted in done:
             raise NothingToTrain(f"file set dt={wanted} was already processed ({done[wanted]})")
         return {"date": wanted, "files": files}
-    seen = file_sets.trained_until(registry.list_versions(registry_root))
+    seen = file_sets.trained_until(registry.connect(registry_config).list_versions())
     found = file_sets.next_unprocessed(landing_uri, done, seen)
     if found is None:
         raise NothingToTrain("no new complete file set: nothing to do")
@@ -77,8 +76,7 @@ def training_window(*, date: str, landing_uri: str, validated_uri: str, window_d
     (rejected sets have no validated rows): {"dates": [dates with rows], "files": [...]}."""
     end = (dt.date.fromisoformat(date) + dt.timedelta(days=1)).isoformat()
     dates = sorted(landing.partitions_in_window(landing_uri, end, window_days))
-    root = to_path(validated_uri)
-    files = [str(p) for d in dates for p in sorted(root.glob(f"dt={d}__*.csv"))]
+    files = [f for d in dates for f in storage.glob(storage.join(validated_uri, f"dt={d}__*.csv"))]
     return {"dates": [d for d in dates if any(f"dt={d}__" in f for f in files)], "files": files}
 
 

@@ -119,7 +119,7 @@ def run_dag(dag_id: str, logical_date: dt.date | None = None, conf: dict | None 
 def summary(config: dict) -> None:
     from ml import registry, warehouse
 
-    champion = registry.get(config["registry"]["root"], "champion")
+    champion = registry.connect(config["registry"]).get("champion")
     m = champion["metrics"]
     print("\n" + "=" * 78)
     print(f"champion model      {champion['version']}  (trained on {champion['data_range']['start']} .. "
@@ -143,13 +143,13 @@ def summary(config: dict) -> None:
 
 
 def story(config: dict) -> None:
+    from ml import registry, warehouse
     from ml import story as story_module
-    from ml import warehouse
     from ml.storage import to_path
 
     wh = warehouse.connect(config["warehouse"])
     try:
-        rows = story_module.build(config["registry"]["root"], wh,
+        rows = story_module.build(registry.connect(config["registry"]), wh,
                                   str(to_path(config["storage"]["bucket"]) / "ground_truth.json"))
         predictions = [wh.run_sql_file("prediction_counts", {"target_date": d}).to_pylist()
                        for d in (PREDICT_DATE.isoformat(), FINAL_DATE.isoformat())]

@@ -30,7 +30,6 @@ import pyarrow.parquet as pq
 from ml import features as F
 from ml.drift.config import BINNING_KEYS, DriftError, merge_config, monitored
 from ml.drift.statistics import Profile, measure, numeric_arrays, read_table, slice_rows, sorted_values
-from ml.storage import to_path
 
 ATTACHMENT = "reference_stats"
 VALUES_ATTACHMENT = "reference_values.parquet"
@@ -79,51 +78,51 @@ def storable(reference: dict) -> dict:
 
 def save_reference(reference: dict, path) -> str:
     """Write the reference as `<path>` (JSON) and `<stem>.values.parquet` beside it."""
-    path = to_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(reference["values"], _values_beside(path))
-    path.write_text(json.dumps(storable(reference)))
+    from ml import storage
+
+    with storage.open(_values_beside(path), "wb") as handle:
+        pq.write_table(reference["values"], handle)
+    storage.write_text(str(path), json.dumps(storable(reference)))
     return str(path)
 
 
-def store_reference(registry_root, version: str, data, schema_path, config: dict | None = None) -> dict:
-    """Build the reference of `data` and attach it to model `version` (values first, so stats
-    never exist without their values)."""
-    from ml import registry
-
+def store_reference(models, version: str, data, schema_path, config: dict | None = None) -> dict:
+    """Build the reference of `data` and attach it to model `version` of the registry `models`
+    (`ml.registry.connect`): values first, so stats never exist without their values."""
     reference = build_reference(data, schema_path, config)
     with tempfile.TemporaryDirectory(prefix="drift-ref-") as tmp:
         values = Path(tmp) / VALUES_ATTACHMENT
         pq.write_table(reference["values"], values)
-        registry.attach_file(registry_root, version, VALUES_ATTACHMENT, values)
-    path = registry.attach(registry_root, version, ATTACHMENT, storable(reference))
+        models.attach_file(version, VALUES_ATTACHMENT, values)
+    path = models.attach(version, ATTACHMENT, storable(reference))
     return {"version": version, "path": str(path), "rows": reference["stats"]["rows"],
             "values_rows": reference["values"].num_rows}
 
 
 def load_reference(source, version_or_alias: str = "champion") -> dict:
-    """A reference from a registry root (+ version/alias) or from a JSON file saved by
-    `save_reference`; DriftError if it predates stored values (rebuild or re-promote)."""
-    path = to_path(source)
-    if path.is_file():
-        reference, values = json.loads(path.read_text()), _values_beside(path)
-    else:
-        from ml import registry
+    """A reference from a registry (`ml.registry.connect`; + version/alias) or from a JSON file saved
+    by `save_reference`; DriftError if it predates stored values (rebuild or re-promote)."""
+    from ml import registry, storage
 
-        reference = registry.read_attachment(path, version_or_alias, ATTACHMENT)
+    if isinstance(source, (str, Path)):
+        reference, values = json.loads(storage.read_text(str(source))), _values_beside(source)
+    else:
+        reference = source.read_attachment(version_or_alias, ATTACHMENT)
         try:
-            values = registry.attachment_path(path, version_or_alias, VALUES_ATTACHMENT)
+            values = source.attachment_uri(version_or_alias, VALUES_ATTACHMENT)
         except registry.RegistryError:
             values = None
-    if reference.get("format") != FORMAT or values is None or not Path(values).is_file():
+    if reference.get("format") != FORMAT or values is None or not storage.exists(values):
         raise DriftError(f"reference {source} ({version_or_alias}) has no stored values or an older format: "
                          "build it again (python -m ml.drift --save-reference, or re-promote the model)")
     stats = reference["stats"]
     wanted = [n for n, s in stats["features"].items() if s.get("kind") == "numeric" and not s.get("missing")]
     slice_by = reference["config"].get("slice_by")
-    columns = pq.read_schema(values).names
-    wanted = [n for n in dict.fromkeys([*wanted, slice_by]) if n in columns]
-    reference["values"] = pq.read_table(values, columns=wanted)
+    with storage.open(values, "rb") as handle:
+        parquet = pq.ParquetFile(handle)
+        columns = parquet.schema_arrow.names
+        wanted = [n for n in dict.fromkeys([*wanted, slice_by]) if n in columns]
+        reference["values"] = parquet.read(columns=wanted)
     return reference
 
 
@@ -137,5 +136,7 @@ def reference_profile(reference: dict) -> Profile:
     return Profile(stats, sorted_values(numeric_arrays(values, numeric), slices))
 
 
-def _values_beside(path: Path) -> Path:
-    return path.with_name(path.stem + ".values.parquet")
+def _values_beside(path) -> str:
+    """reference.json → reference.values.parquet, for a path or a URI."""
+    text = str(path)
+    return text[:-5] + ".values.parquet" if text.endswith(".json") else text + ".values.parquet"

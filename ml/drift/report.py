@@ -10,8 +10,8 @@ import io
 
 import numpy as np
 
+from ml import storage
 from ml.drift.statistics import P_GRID
-from ml.storage import to_path
 
 
 def _plot(name: str, ref: dict, cur: dict) -> str:
@@ -51,9 +51,7 @@ def _stats_of(stats: dict, name: str) -> dict | None:
 
 
 def write_report(result: dict, ref_stats: dict, cur_stats: dict, path) -> str:
-    """Write the page to `path` (a local path or file:// URI); return the path."""
-    path = to_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the page to `path` (a path or a URI of the storage backend); return it."""
     run_id = html.escape(str(result.get("run_id", "")))
     flagged = list(dict.fromkeys(result["drifted"] + result["leakage"]))
     parts = [f"<html><head><meta charset='utf-8'><title>drift report {run_id}</title>"
@@ -74,5 +72,5 @@ def write_report(result: dict, ref_stats: dict, cur_stats: dict, path) -> str:
                      f"<td>{html.escape(s['slice'])}</td><td>{s['metric']}</td><td>{s['value']:.4g}</td>"
                      f"<td>{threshold}</td><td>{'YES' if s['breached'] else ''}</td></tr>")
     parts.append("</table></body></html>")
-    path.write_text("\n".join(parts))
+    storage.write_text(str(path), "\n".join(parts))
     return str(path)

@@ -18,6 +18,7 @@ has all its rows quarantined with the file-level reason. Raw files are only read
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from ml import features as F
+from ml import storage
 from ml.storage import to_path
 from ml.validate.engine import META_COLUMNS, FileRejected, first_bad_line, prescan, stream, write_quarantine
 from ml.validate.suite import build_suites, compile_suites
@@ -45,23 +47,31 @@ def to_uri(path: Path) -> str:
     return "file://" + str(Path(path).resolve())
 
 
-def _out_name(path: Path) -> str:
+def _out_name(uri: str) -> str:
     """landing/dt=2024-03-04/part-00000.csv → dt=2024-03-04__part-00000.csv"""
-    stem = f"{path.parent.name}__{path.name}" if path.parent.name else path.name
+    parent, _, leaf = str(uri).rstrip("/").rpartition("/")
+    parent = parent.rpartition("/")[2]
+    stem = f"{parent}__{leaf}" if parent and not parent.endswith(":") else leaf
     return re.sub(r"[^A-Za-z0-9=._-]", "_", stem if stem.endswith(".csv") else stem + ".csv")
 
 
-def expand(data) -> list[Path]:
+def expand(data) -> list[str]:
     """A file, a folder (its *.csv, recursively, skipping hidden/underscore files) or a list of them."""
     items = data if isinstance(data, (list, tuple)) else [data]
     out = []
     for item in items:
-        path = to_path(item)
-        if path.is_dir():
-            out += sorted(p for p in path.rglob("*.csv") if not p.name.startswith((".", "_")))
+        item = str(item)
+        if storage.isdir(item):
+            out += [u for u in storage.glob(storage.join(item, "**", "*.csv"))
+                    if not storage.name(u).startswith((".", "_"))]
         else:
-            out.append(path)
+            out.append(item)
     return out
+
+
+def _uri(folder_uri: str, name: str) -> str:
+    """URI of an output file: folders given as bare paths answer file:// URIs, as before."""
+    return to_uri(Path(folder_uri) / name) if not str(folder_uri).partition("://")[1] else storage.join(folder_uri, name)
 
 
 def _column_problem(file: str, header: list[str], schema: F.Schema) -> FileRejected | None:
@@ -101,9 +111,10 @@ def _file_level(file: str, schema: F.Schema, checks: list, streamed, n: int) -> 
     return rejected, stats
 
 
-def _validate_one(path: Path, schema: F.Schema, checks: list, gx, limits: dict, qdir: Path,
+def _validate_one(file: str, path: Path, schema: F.Schema, checks: list, gx, limits: dict, qdir: Path,
                   adir: Path | None) -> dict:
-    file, name = str(path), _out_name(path)
+    """Validate `file` (its local copy `path`), writing into the local folders `qdir` and `adir`."""
+    name = _out_name(file)
     limit = float(limits["max_bad_row_fraction"])
     scan = prescan(path)
     header = F.read_header(path) if scan.utf8 and scan.size else []
@@ -173,9 +184,9 @@ def _validate_one(path: Path, schema: F.Schema, checks: list, gx, limits: dict, 
     report["fields_failed"] = sorted({f for f, _ in seen if f})
     report["rules_failed"] = sorted({r for _, r in seen})
     if quarantined:
-        report["quarantine_uri"] = to_uri(qdir / name)
+        report["quarantine_name"] = name
     if rejected is None and adir is not None:
-        report["accepted_uri"] = to_uri(adir / name)
+        report["accepted_name"] = name
     if rejected is None and quarantined != bad:
         raise RuntimeError(f"{file}: {bad} rows failed but {quarantined} were quarantined")
     if report["rows_in"] != report["rows_accepted"] + report["rows_quarantined"]:
@@ -204,28 +215,31 @@ def validate_files(files, schema_path, quarantine_uri, limits: dict | None = Non
         from ml.validate.gx_report import GXSuite
 
         gx = GXSuite(schema, raw, typed)
-    qdir = to_path(quarantine_uri)
-    qdir.mkdir(parents=True, exist_ok=True)
-    adir = to_path(accepted_uri) if accepted_uri else None
-    if adir is not None:
-        adir.mkdir(parents=True, exist_ok=True)
-    rdir = to_path(report_uri) if report_uri else None
     summary = {"ok": True, "files": [], "rows_in": 0, "rows_accepted": 0, "rows_quarantined": 0,
                "accepted": [], "quarantine": [], "rejected": [], "schema": schema.path, "limits": limits}
-    for path in paths:
-        if not path.is_file():
-            report = {"file": str(path), "status": "rejected", "rows_in": 0, "rows_accepted": 0,
+    for file in paths:
+        if not storage.exists(file) or storage.isdir(file):
+            report = {"file": file, "status": "rejected", "rows_in": 0, "rows_accepted": 0,
                       "rows_quarantined": 0, "bad_rows": 0, "rule": "missing",
-                      "message": f"{path}: file does not exist", "field": None, "row": None}
+                      "message": f"{file}: file does not exist", "field": None, "row": None}
             gx_report = None
         else:
-            result = _validate_one(path, schema, checks, gx, limits, qdir, adir)
+            # Two passes (Arrow, then csv for line numbers) read a local copy of a bucket object;
+            # outputs are written locally and published to the bucket when the file is done.
+            with contextlib.ExitStack() as stack:
+                path = stack.enter_context(storage.local_copy(file))
+                qdir = stack.enter_context(storage.staged_output(quarantine_uri))
+                adir = stack.enter_context(storage.staged_output(accepted_uri)) if accepted_uri else None
+                result = _validate_one(file, path, schema, checks, gx, limits, qdir, adir)
             report, gx_report = result["report"], result["gx"]
-        if gx_report is not None and rdir is not None:
-            rdir.mkdir(parents=True, exist_ok=True)
-            target = rdir / (_out_name(path)[:-4] + ".gx.json")
-            target.write_text(json.dumps({"file": str(path), **gx_report}, indent=2))
-            report["gx_report_uri"] = to_uri(target)
+            if report.pop("quarantine_name", None):
+                report["quarantine_uri"] = _uri(quarantine_uri, _out_name(file))
+            if report.pop("accepted_name", None):
+                report["accepted_uri"] = _uri(accepted_uri, _out_name(file))
+        if gx_report is not None and report_uri:
+            target = storage.join(report_uri, _out_name(file)[:-4] + ".gx.json")
+            storage.write_text(target, json.dumps({"file": file, **gx_report}, indent=2))
+            report["gx_report_uri"] = _uri(report_uri, _out_name(file)[:-4] + ".gx.json")
         if report.get("quarantine_uri"):
             summary["quarantine"].append(report["quarantine_uri"])
         if report.get("accepted_uri"):

@@ -23,31 +23,26 @@ def _load_json(value):
         return None
     if text.startswith("{"):
         return json.loads(text)
-    from ml.storage import is_local, to_path
+    from ml import storage
 
-    if is_local(text):
-        return json.loads(to_path(text).read_text())
-    import tensorflow as tf  # gs:// on the gcp profile
-
-    with tf.io.gfile.GFile(text) as handle:
-        return json.loads(handle.read())
+    return json.loads(storage.read_text(text))
 
 
 class GateOperator(BaseOperator):
     """Gate one registered candidate: metric checks against thresholds and the champion (evaluated
     on the same eval data), infra validation in a separate process; the blessing record is attached
-    to the version in the registry (`blessing`), or written to `blessing_uri` when there is no
-    local registry (gcp profile). Retry-safe: an existing blessing is returned, not re-decided.
+    to the version in the registry (`registry_config`: the profile's `registry:` section), or written
+    to `blessing_uri` when no registry is given. Retry-safe: an existing blessing is returned, not re-decided.
 
     Returns {"decision": "pass"|"fail", "reasons": [...], "version", "champion_version", "blessing_uri"}.
     """
 
     template_fields: Sequence[str] = ("candidate_version", "model_dir", "candidate_metrics", "champion_metrics",
-                                      "champion_version", "canary_uri", "registry_root", "blessing_uri")
+                                      "champion_version", "canary_uri", "registry_config", "blessing_uri")
 
     def __init__(self, *, candidate_version: str, model_dir: str, candidate_metrics: dict | str,
                  champion_metrics: dict | str | None, canary_uri: str, schema_path: str, thresholds: dict,
-                 registry_root: str | None = None, champion_version: str | None = None,
+                 registry_config: dict | None = None, champion_version: str | None = None,
                  blessing_uri: str | None = None, eval_fraction: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.candidate_version = candidate_version
@@ -58,19 +53,19 @@ class GateOperator(BaseOperator):
         self.canary_uri = canary_uri
         self.schema_path = schema_path
         self.thresholds = thresholds
-        self.registry_root = registry_root
+        self.registry_config = registry_config
         self.blessing_uri = blessing_uri
         self.eval_fraction = eval_fraction
 
     def execute(self, context) -> dict:
         import json
 
-        from ml import gate, registry
-        from ml.storage import is_local, to_path
+        from ml import gate, registry, storage
 
-        if self.registry_root:
+        models = registry.connect(self.registry_config) if self.registry_config else None
+        if models is not None:
             try:  # a retried task: the first decision stands (attachments are written once)
-                stored = registry.read_attachment(self.registry_root, self.candidate_version, gate.BLESSING)
+                stored = models.read_attachment(self.candidate_version, gate.BLESSING)
                 self.log.info("blessing already stored for %s: %s", self.candidate_version, stored["decision"])
                 return {**gate.summary(stored), "blessing_uri": None}
             except registry.RegistryError:
@@ -83,19 +78,10 @@ class GateOperator(BaseOperator):
             model_dir=self.model_dir, canary_rows=rows, schema_path=self.schema_path,
             candidate={"version": self.candidate_version},
             champion={"version": self.champion_version} if self.champion_version else None)
-        if self.registry_root:
-            where = gate.store_blessing(self.registry_root, self.candidate_version, record)
+        if models is not None:
+            where = gate.store_blessing(models, self.candidate_version, record)
         elif self.blessing_uri:
-            where = self.blessing_uri
-            text = json.dumps(record, indent=2, sort_keys=True, default=str)
-            if is_local(where):
-                to_path(where).parent.mkdir(parents=True, exist_ok=True)
-                to_path(where).write_text(text)
-            else:
-                import tensorflow as tf
-
-                with tf.io.gfile.GFile(where, "w") as handle:
-                    handle.write(text)
+            where = storage.write_text(self.blessing_uri, json.dumps(record, indent=2, sort_keys=True, default=str))
         else:
             where = None
         for reason in record["reasons"]:

@@ -19,20 +19,20 @@ from prodml_airflow.assets import CHAMPION
 from prodml_airflow.gate import GateOperator
 
 
-def champion_checkpoint(*, registry_root: str):
+def champion_checkpoint(*, registry_config: dict):
     """Task: the champion's Keras file for a warm start ('' for the very first model)."""
 
     @task(task_id="champion_checkpoint")
     def checkpoint() -> str:
         from ml import promotion_job
 
-        return promotion_job.champion_checkpoint(registry_root=registry_root)
+        return promotion_job.champion_checkpoint(registry_config=registry_config)
 
     return checkpoint()
 
 
 @task_group(group_id="promotion", prefix_group_id=False)
-def promotion(*, candidate, dates, reference_files, layout: RunLayout, trained_by: str, registry_root: str,
+def promotion(*, candidate, dates, reference_files, layout: RunLayout, trained_by: str, registry_config: dict,
               schema_path: str, evaluation: dict, gate_thresholds: dict, drift_config: dict,
               warehouse_config: dict):
     """Wire the tail after a `train` task whose output (`candidate`) is the run's candidate folder URI.
@@ -56,7 +56,7 @@ def promotion(*, candidate, dates, reference_files, layout: RunLayout, trained_b
         """The champion on the candidate's eval data: the change thresholds compare like with like."""
         from ml import promotion_job
 
-        return promotion_job.evaluate_champion(candidate_uri=candidate_uri, registry_root=registry_root,
+        return promotion_job.evaluate_champion(candidate_uri=candidate_uri, registry_config=registry_config,
                                                schema_path=schema_path, **costs)
 
     @task
@@ -65,7 +65,7 @@ def promotion(*, candidate, dates, reference_files, layout: RunLayout, trained_b
 
         return promotion_job.register_candidate(
             candidate_uri=candidate_uri, metrics=metrics, dates=dates, reference_files=files,
-            registry_root=registry_root, schema_path=schema_path, drift_config=drift_config,
+            registry_config=registry_config, schema_path=schema_path, drift_config=drift_config,
             trained_by=trained_by, run_id=run_id)
 
     metrics = evaluate_candidate(candidate)
@@ -81,7 +81,7 @@ def promotion(*, candidate, dates, reference_files, layout: RunLayout, trained_b
         canary_uri=layout.eval_files,
         schema_path=schema_path,
         thresholds=gate_thresholds,
-        registry_root=registry_root,
+        registry_config=registry_config,
     )
 
     @task.branch
@@ -92,7 +92,7 @@ def promotion(*, candidate, dates, reference_files, layout: RunLayout, trained_b
     def promote(reg: dict) -> dict:
         from ml import promotion_job
 
-        return promotion_job.promote(version=reg["version"], registry_root=registry_root, reason=trained_by)
+        return promotion_job.promote(version=reg["version"], registry_config=registry_config, reason=trained_by)
 
     @task
     def keep(decision: dict, run_id=None) -> dict:

@@ -50,16 +50,16 @@ class DriftCheckOperator(BaseOperator):
     says `block` for a breached feature; with no reference yet (the first model) it compares
     nothing and succeeds, so training downstream still runs."""
 
-    template_fields: Sequence[str] = ("data", "schema_path", "registry_root", "version", "report_uri",
+    template_fields: Sequence[str] = ("data", "schema_path", "registry_config", "version", "report_uri",
                                       "data_date")
 
-    def __init__(self, *, data, schema_path: str, registry_root: str, warehouse: dict | None = None,
+    def __init__(self, *, data, schema_path: str, registry_config: dict, warehouse: dict | None = None,
                  version: str = "champion", report_uri: str | None = None, data_date: str | None = None,
                  config: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         self.data = data
         self.schema_path = schema_path
-        self.registry_root = registry_root
+        self.registry_config = registry_config  # the profile's `registry:` section
         self.warehouse = warehouse  # the profile's `warehouse:` section
         self.version = version
         self.report_uri = report_uri
@@ -73,8 +73,9 @@ class DriftCheckOperator(BaseOperator):
         from ml.warehouse import connect
 
         try:
-            version = registry.get(self.registry_root, self.version)["version"]
-            reference = drift.load_reference(self.registry_root, version)
+            models = registry.connect(self.registry_config)
+            version = models.get(self.version)["version"]
+            reference = drift.load_reference(models, version)
         except (registry.RegistryError, drift.DriftError) as exc:  # e.g. the very first model
             self.log.warning("no reference statistics to compare with, nothing checked: %s", exc)
             return {"ok": True, "compared": False, "reason": str(exc)}

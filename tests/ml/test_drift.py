@@ -122,8 +122,8 @@ def test_registry_warehouse_alerts_and_report(world, tmp_path):
     root = tmp_path / "registry"
     version = registry.register(root, model, {"metrics": {"auc": 0.8}})
     refs = [_day(out, START + dt.timedelta(days=i))[0] for i in range(14)]
-    D.store_reference(root, version, refs, SCHEMA, CONFIG)
-    stored = D.load_reference(root, version)
+    D.store_reference(registry.FolderRegistry(root), version, refs, SCHEMA, CONFIG)
+    stored = D.load_reference(registry.FolderRegistry(root), version)
     assert stored["stats"]["features"] == reference["stats"]["features"]
     assert "reference_stats" in registry.get(root, version)["attachments"]
     assert registry.attachment_path(root, version, D.VALUES_ATTACHMENT).stat().st_mode & 0o222 == 0  # read-only

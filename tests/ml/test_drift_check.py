@@ -48,19 +48,19 @@ def stored(data, tmp_path):
     (model / "saved_model.pb").write_bytes(b"x")
     root = tmp_path / "registry"
     version = registry.register(root, model, {"metrics": {"auc": 0.8}})
-    D.store_reference(root, version, [data["ref"]], TINY)
+    D.store_reference(registry.FolderRegistry(root), version, [data["ref"]], TINY)
     return root, version
 
 
 def test_editing_a_threshold_changes_the_verdict_without_re_promotion(data, stored):
     root, version = stored
-    reference = D.load_reference(root, version)
+    reference = D.load_reference(registry.FolderRegistry(root), version)
     default = D.check_drift(reference, [data["mild"]], TINY)
     assert "basket_eur" in default["drifted"]  # a 20% scale change: KS well above 0.12
     ks = next(s["value"] for s in default["scores"] if s["feature"] == "basket_eur" and s["metric"] == "ks")
     relaxed = {"features": {"basket_eur": {"ks": round(ks + 0.05, 3), "js": 1.0, "psi": 5.0,
                                            "wasserstein_std": 5.0}}}
-    again = D.check_drift(D.load_reference(root, version), [data["mild"]], TINY, config=relaxed)
+    again = D.check_drift(D.load_reference(registry.FolderRegistry(root), version), [data["mild"]], TINY, config=relaxed)
     assert again["ok"], again["breaches"]
     used = next(s for s in again["scores"] if s["feature"] == "basket_eur" and s["metric"] == "ks")
     assert used["threshold"] == round(ks + 0.05, 3)
@@ -109,7 +109,7 @@ def test_reference_in_the_registry_is_written_once_and_read_only(data, stored):
     values = registry.attachment_path(root, version, D.VALUES_ATTACHMENT)
     assert values.stat().st_mode & 0o222 == 0
     with pytest.raises(registry.RegistryError, match="already exists"):
-        D.store_reference(root, version, [data["ref"]], TINY)
+        D.store_reference(registry.FolderRegistry(root), version, [data["ref"]], TINY)
     with pytest.raises(registry.RegistryError):
         registry.attachment_path(root, version, "nothing.parquet")
 

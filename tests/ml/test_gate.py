@@ -118,17 +118,17 @@ def test_a_worse_candidate_can_never_be_promoted(reg):
     before = (registry.aliases(root), registry.history(root))
 
     with pytest.raises(NotBlessedError, match="no blessing stored"):
-        gate.promote_if_blessed(root, v2)
-    gate.store_blessing(root, v2, record)
+        gate.promote_if_blessed(registry.FolderRegistry(root), v2)
+    gate.store_blessing(registry.FolderRegistry(root), v2, record)
     with pytest.raises(NotBlessedError, match="decision is 'fail'.*AUC 0.6000 < min 0.7"):
-        gate.promote_if_blessed(root, v2, record)
+        gate.promote_if_blessed(registry.FolderRegistry(root), v2, record)
     # a caller cannot bless by passing a forged record: the stored one decides
     forged = {**copy.deepcopy(record), "decision": "pass", "reasons": []}
     with pytest.raises(NotBlessedError, match="stored blessing decision is 'fail'"):
-        gate.promote_if_blessed(root, v2, forged)
+        gate.promote_if_blessed(registry.FolderRegistry(root), v2, forged)
     # nor overwrite the stored one
     with pytest.raises(registry.RegistryError, match="already exists"):
-        gate.store_blessing(root, v2, forged)
+        gate.store_blessing(registry.FolderRegistry(root), v2, forged)
     assert (registry.aliases(root), registry.history(root)) == before
     assert registry.read_attachment(root, v2, "blessing")["decision"] == "fail"
 
@@ -139,11 +139,11 @@ def test_blessed_candidate_is_promoted_and_blessing_must_match_version(reg):
     v3 = registry.register(root, model, {"metrics": _metrics(auc=0.81)})
     record = gate.evaluate_gate(_metrics(auc=0.81), _metrics(), THRESHOLDS, candidate={"version": v2})
     assert record["decision"] == "pass" and record["checks"]["infra"]["skipped"]
-    gate.store_blessing(root, v3, record)  # v2's blessing attached to v3 by mistake
+    gate.store_blessing(registry.FolderRegistry(root), v3, record)  # v2's blessing attached to v3 by mistake
     with pytest.raises(NotBlessedError, match=f"blessing is for {v2}"):
-        gate.promote_if_blessed(root, v3)
-    gate.store_blessing(root, v2, record)
-    assert gate.promote_if_blessed(root, v2) == {"champion": v2, "previous": v1}
+        gate.promote_if_blessed(registry.FolderRegistry(root), v3)
+    gate.store_blessing(registry.FolderRegistry(root), v2, record)
+    assert gate.promote_if_blessed(registry.FolderRegistry(root), v2) == {"champion": v2, "previous": v1}
     assert registry.history(root)[-1]["reason"] == "gate passed"
     assert gate.summary(record) == {"decision": "pass", "reasons": [], "version": v2, "champion_version": None}
 

@@ -81,7 +81,7 @@ def test_find_data_takes_the_complete_partitions_of_the_window(where):
 
 
 def test_pick_file_set_takes_the_oldest_unhandled_set_or_the_wanted_one(where):
-    args = {"landing_uri": where["landing"], "registry_root": where["registry"],
+    args = {"landing_uri": where["landing"], "registry_config": {"kind": "local", "root": where["registry"]},
             "warehouse_config": where["warehouse"]}
     assert pick_file_set(wanted=None, **args)["date"] == "2024-03-01"
     record_outcome(file_set="2024-03-01", promoted=True, run_id="r1", warehouse_config=where["warehouse"])
@@ -104,7 +104,7 @@ def test_sets_older_than_a_registered_models_data_are_not_news(where):
     model.mkdir()
     (model / "saved_model.pb").write_text("x")
     registry.register(where["registry"], str(model), {"data_range": {"start": "2024-03-01", "end": "2024-03-02"}})
-    picked = pick_file_set(wanted=None, landing_uri=where["landing"], registry_root=where["registry"],
+    picked = pick_file_set(wanted=None, landing_uri=where["landing"], registry_config={"kind": "local", "root": where["registry"]},
                            warehouse_config=where["warehouse"])
     assert picked["date"] == "2024-03-04"
 
@@ -133,17 +133,17 @@ def test_training_window_takes_the_validated_rows_of_the_window_up_to_the_set(wh
 
 def test_champion_checkpoint_promote_and_keep(where):
     root = where["registry"]
-    assert champion_checkpoint(registry_root=root) == ""  # the very first model: no warm start
+    assert champion_checkpoint(registry_config={"kind": "local", "root": root}) == ""  # the very first model: no warm start
     model = where["tmp"] / "model"
     model.mkdir()
     (model / "saved_model.pb").write_text("x")
     version = registry.register(root, str(model), {"metrics": {"auc": 0.8}})
     with pytest.raises(gate.NotBlessedError):
-        promote(version=version, registry_root=root, reason="static_training")
-    gate.store_blessing(root, version, {"decision": "pass", "reasons": [], "checks": {}})
-    assert promote(version=version, registry_root=root, reason="static_training") == {"version": version,
+        promote(version=version, registry_config={"kind": "local", "root": root}, reason="static_training")
+    gate.store_blessing(registry.FolderRegistry(root), version, {"decision": "pass", "reasons": [], "checks": {}})
+    assert promote(version=version, registry_config={"kind": "local", "root": root}, reason="static_training") == {"version": version,
                                                                                       "promoted": True}
-    assert champion_checkpoint(registry_root=root) == registry.get(root, "champion")["path"] + "/model.keras"
+    assert champion_checkpoint(registry_config={"kind": "local", "root": root}) == registry.get(root, "champion")["path"] + "/model.keras"
     decision = {"version": "v0002", "champion_version": version, "reasons": ["auc 0.5 < 0.75"]}
     assert keep(decision=decision, trained_by="dynamic_training", run_id="r9",
                 warehouse_config=where["warehouse"]) == {"version": "v0002", "promoted": False}

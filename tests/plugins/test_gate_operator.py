@@ -55,7 +55,7 @@ def _operator(c, task_id, candidate_metrics, champion_metrics):
     return GateOperator(task_id=task_id, candidate_version=c["v2"], model_dir=str(c["model"]),
                         candidate_metrics=candidate_metrics, champion_metrics=champion_metrics,
                         champion_version=c["v1"], canary_uri=str(c["canary"]), schema_path=SCHEMA,
-                        thresholds=THRESHOLDS, registry_root=str(c["root"]))
+                        thresholds=THRESHOLDS, registry_config={"kind": "local", "root": str(c["root"])})
 
 
 def test_gate_operator_pass_stores_the_blessing(candidate, tmp_path):
@@ -86,7 +86,7 @@ def test_gate_operator_fail_is_a_result_and_a_retry_keeps_the_first_decision(can
     retried = _operator(candidate, "gate_retry", {"auc": 0.9, "cost_weighted_error": 0.1}, None).execute({})
     assert retried["decision"] == "fail" and len(candidate["calls"]) == 1
     with pytest.raises(gate.NotBlessedError):
-        gate.promote_if_blessed(candidate["root"], candidate["v2"])
+        gate.promote_if_blessed(registry.FolderRegistry(candidate["root"]), candidate["v2"])
     assert registry.aliases(candidate["root"])["champion"] == candidate["v1"]
 
 

@@ -39,5 +39,5 @@ def test_validate_operator_runs_and_fails_on_a_rejected_file(tmp_path):
                               quarantine_uri=str(tmp_path / "q"))
     with pytest.raises(DataError, match="basket_eur"):
         op.execute({})
-    drift_op = DriftCheckOperator(task_id="drift", data="x.csv", schema_path=schema, registry_root="/r")
+    drift_op = DriftCheckOperator(task_id="drift", data="x.csv", schema_path=schema, registry_config={"kind": "local", "root": "/r"})
     assert "data" in drift_op.template_fields and drift_op.version == "champion"
