@@ -13,29 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import resource
 import time
 from pathlib import Path
 
+from ml.distribute import choose_strategy  # TPU / multi-worker / mirrored / default, from the environment
+
 log = logging.getLogger(__name__)
-
-
-def choose_strategy():
-    """TPU when one is attached (Vertex TPU VM), multi-worker when TF_CONFIG names a cluster,
-    mirrored across local GPUs, else the default (CPU) strategy."""
-    import tensorflow as tf
-
-    if os.environ.get("TPU_NAME") or os.environ.get("TPU_WORKER_HOSTNAMES"):
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=os.environ.get("TPU_NAME", "local"))
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
-    if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if len(tf.config.list_physical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
 
 
 def make_dataset(pattern, schema, batch_size: int, shuffle: bool, cache: bool = True):
