@@ -44,8 +44,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ml import registry
-from ml.storage import to_path
+from ml import registry, storage
 
 BLESSING = "blessing"
 PACKAGE_PARENT = Path(__file__).resolve().parents[1]  # the folder `ml` imports from, for the serving process
@@ -153,9 +152,8 @@ def decide(candidate_metrics: dict, champion_metrics: dict | None, thresholds: d
 
 
 def model_size_mb(model_dir) -> float:
-    path = to_path(model_dir)
-    total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return total / 2**20
+    """Size of the SavedModel folder (local or in the bucket), in MiB."""
+    return storage.size_bytes(str(model_dir)) / 2**20
 
 
 def _jsonable_columns(rows: dict) -> dict:
@@ -189,7 +187,7 @@ def infra_validate(model_dir, canary_rows: dict, budgets: dict, *, schema_path: 
     b = {**DEFAULT_INFRA, **(budgets or {})}
     reasons: list[str] = []
     measured: dict = {}
-    path = to_path(model_dir)
+    path = storage.cached_copy(str(model_dir))  # the serving child loads it from local disk
     if not (path / "saved_model.pb").exists():
         reasons.append(f"infra: no SavedModel at {model_dir} (saved_model.pb missing)")
         return {"passed": False, "reasons": reasons, "measured": measured, "budgets": b}
@@ -336,7 +334,7 @@ def load_canary(uri: str, schema_path: str, n: int = 64, eval_fraction: float | 
 
     text = str(uri)
     if text.endswith(".json"):
-        columns = json.loads(to_path(text).read_text())
+        columns = json.loads(storage.read_text(text))
         return {k: list(v)[:n] for k, v in columns.items()}
     if ".tfrecord" in text or "/eval/" in text:
         from ml.evaluate import read_eval_examples
@@ -346,13 +344,12 @@ def load_canary(uri: str, schema_path: str, n: int = 64, eval_fraction: float | 
     import pyarrow as pa
 
     schema = F.load_schema(schema_path)
-    path = to_path(text)
-    if path.is_dir():
-        files = sorted(path.rglob("*.csv"))
+    if storage.isdir(text):
+        files = storage.glob(storage.join(text, "**", "*.csv"))
     elif any(ch in text for ch in "*?["):
-        files = sorted(Path("/").glob(str(path).lstrip("/")))
+        files = storage.glob(text)
     else:
-        files = [path]
+        files = [text]
     if not files:
         raise FileNotFoundError(f"no canary rows under {uri}")
     table = F.read_csv_files(files, schema)
