@@ -29,10 +29,18 @@ $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The GCS and BigQuery emulators for the gcp profile's tests (tests/gcp/emulators.py) get their own
+# venv: bqemulator's fastapi pin conflicts with Airflow's.
+EMU := .emulators
+$(EMU)/.installed: requirements-emulators.txt $(VENV)/.installed
+	test -x $(EMU)/bin/python || $(PYTHON) -m venv $(EMU)
+	$(VENV)/bin/uv pip install --python $(EMU)/bin/python -r requirements-emulators.txt
+	touch $@
+
 demo: venv
 	$(PY) scripts/demo.py
 
-test: venv
+test: venv $(EMU)/.installed
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
