@@ -10,14 +10,17 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__PARALLELISM := 4
 export AIRFLOW__API__HOST := 127.0.0.1
-export AIRFLOW__API__PORT := 8080
+# The port comes from the environment or the command line (`make airflow AIRFLOW__API__PORT=8081`);
+# task processes reach the execution API on the same port.
+export AIRFLOW__API__PORT ?= 8080
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL ?= http://127.0.0.1:$(AIRFLOW__API__PORT)/execution/
 export AIRFLOW_CONN_FS_DEFAULT := {"conn_type":"fs","extra":{"path":"/"}}
 export GX_ANALYTICS_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv demo test lint airflow bench lock clean mutate
+.PHONY: venv demo test lint airflow shell bench lock clean mutate
 
 # The venv is stamped with the lock it was built from: editing constraints.txt rebuilds it.
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
@@ -47,12 +50,18 @@ test: venv $(EMU)/.installed
 lint: venv
 	$(VENV)/bin/ruff check .
 
-# Airflow UI on http://127.0.0.1:8080 with this project's dags/ and plugins/; Ctrl-C stops it.
+# Airflow UI on http://127.0.0.1:$AIRFLOW__API__PORT (default 8080) with this project's dags/ and
+# plugins/. Ctrl-C stops it: scripts/standalone.py signals standalone alone, not its components.
 airflow: venv
 	@mkdir -p $(AIRFLOW_HOME)
-	@echo "Airflow UI: http://127.0.0.1:8080  user: admin"
-	@echo "password: $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated (written at first start)"
-	$(VENV)/bin/airflow standalone
+	@$(PY) scripts/standalone.py
+
+# A shell with the environment every target here uses (AIRFLOW_HOME, dags, plugins, the venv on
+# PATH): the README's `airflow ...` and `python -m ml...` commands work in it. `exit` leaves it.
+shell: venv
+	@mkdir -p $(AIRFLOW_HOME)
+	@echo "prodml shell: AIRFLOW_HOME=$(AIRFLOW_HOME), the venv's airflow and python on PATH; exit to leave"
+	@bash --rcfile <(echo '[ -f ~/.bashrc ] && . ~/.bashrc; PS1="(prodml) $$PS1"') -i
 
 bench: venv
 	$(PY) -m benchmarks.run

@@ -1,16 +1,19 @@
-"""Drive `airflow standalone` from a test: start it, wait until healthy, run a CLI, stop with SIGINT.
+"""Drive `airflow standalone` from a test: start it, wait until healthy, run a CLI, stop it.
 
-Used for what only the scheduler does (backfills); everything else uses dag.test().
+Used for what only the scheduler does (backfills); everything else uses dag.test(). Started and
+stopped as `make airflow` does (scripts/standalone.py): only the standalone process gets SIGINT,
+then nothing of its session is left.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from scripts import standalone
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
@@ -38,13 +41,22 @@ def _backfill_runs(dag_id: str) -> list[tuple[str, str]]:
         return [(r.run_id, str(r.state)) for r in runs]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_backfill(dag_id: str, from_date: str, to_date: str, log_dir: Path, port: int = 8089,
                  timeout: int = 420) -> list[tuple[str, str]]:
-    # standalone starts its components as `airflow ...` subprocesses: the venv's bin must be on PATH
-    env = {**os.environ, "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__HOST": "127.0.0.1",
+    env = {**os.environ, "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__HOST": "127.0.0.1",
            # task processes report to the execution API: it must name the port we picked
            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+           # its log servers away from the defaults (8793/8794) that a running `make airflow` holds
+           "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+           "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
            "AIRFLOW__CORE__PARALLELISM": "2", "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5"}
     # Create the backfill before the scheduler starts: SQLite has one writer, and a CLI write racing
     # the scheduler can fail half-way ("database is locked"). Queued backfill runs wait for it.
@@ -54,8 +66,7 @@ def run_backfill(dag_id: str, from_date: str, to_date: str, log_dir: Path, port:
     _cli("backfill", "create", "--dag-id", dag_id, "--from-date", from_date, "--to-date", to_date,
          "--max-active-runs", "1", "--reprocess-behavior", "completed")
     log = open(log_dir / "standalone.log", "w")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen([AIRFLOW, "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = standalone.start(env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -71,9 +82,5 @@ def run_backfill(dag_id: str, from_date: str, to_date: str, log_dir: Path, port:
         return runs
     finally:
         _cli("dags", "pause", dag_id)
-        os.killpg(proc.pid, signal.SIGINT)  # SIGINT stops standalone cleanly; SIGTERM orphans children
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        standalone.stop(proc)  # SIGINT to standalone alone, then nothing of its session is left
         log.close()
