@@ -201,3 +201,83 @@ class VertexRegistry:
         if target is None:
             raise RuntimeError(f"nothing to roll back to: no {PREVIOUS!r} version of {self.model}")
         return self.promote(target, reason)
+
+
+# ---------------------------------------------------------------- mirror of the bucket registry
+
+
+def mirrored_versions(history: list[dict], aliases: dict) -> list[str]:
+    """The registry versions Vertex should hold: every version that has served (champion at some
+    point) plus the current aliases' targets, oldest first. Candidates the gate refused stay out."""
+    served = {entry["to"] for entry in history} | {v for v in aliases.values() if v}
+    return sorted(served)
+
+
+def mirror_plan(*, project: str, region: str, model_id: str, display_name: str, serving_image_uri: str,
+                records: list[dict], aliases: dict, vertex_aliases: dict[str, list[str]] | None) -> list:
+    """The requests that make Vertex AI Model Registry match the bucket registry.
+
+    Mapping: registry version vNNNN is the Vertex version carrying the version alias `vNNNN` (an
+    alias is unique within a model and valid as such), uploaded with `parent_model` so all are
+    versions of one model; the registry's metadata goes into the description and labels. Vertex
+    numbers its versions itself (1, 2, ...): the `vNNNN` alias, not the number, is the link.
+    `champion` / `previous` are then moved onto the versions the bucket names (previous first,
+    so `champion` is never absent).
+
+    `records`: the registry's metadata of the versions to mirror (`mirrored_versions`), each with
+    `model_uri`; `aliases`: the bucket's {"champion", "previous"}; `vertex_aliases`: {Vertex version
+    id: [its aliases]} as listed now, None when the model does not exist yet. Idempotent: a
+    mirror in sync plans nothing."""
+    model = model_name(project, region, model_id)
+    present = {alias for found in (vertex_aliases or {}).values() for alias in found}
+    exists = vertex_aliases is not None
+    requests = []
+    for record in records:
+        if record["version"] in present:
+            continue
+        metadata = {k: record.get(k) for k in ("version", "metrics", "data_range", "schema_hash",
+                                               "parent_version", "trained_by", "run_id")}
+        requests.append(upload_request(
+            project=project, region=region, display_name=display_name, artifact_uri=record["model_uri"],
+            serving_image_uri=serving_image_uri, parent_model=model_id if exists else None,
+            model_id=None if exists else model_id, metadata=metadata, version_aliases=[record["version"]]))
+        exists = True
+    holder = {}  # alias → registry version of the Vertex version carrying it
+    for found in (vertex_aliases or {}).values():
+        version = next((a for a in found if re.match(r"^v\d+$", a)), None)
+        for alias in found:
+            holder[alias] = version
+    for alias in (PREVIOUS, CHAMPION):
+        target = aliases.get(alias)
+        if target and holder.get(alias) != target:
+            requests.append(merge_aliases_request(model, target, add=[alias]))
+    return requests
+
+
+def vertex_aliases_of(client, model: str) -> dict[str, list[str]] | None:
+    """{version id: aliases} of every version of `model`; None if the model does not exist."""
+    from google.api_core.exceptions import NotFound
+    from google.cloud.aiplatform_v1.types import ListModelVersionsRequest
+
+    try:
+        return {m.version_id: list(m.version_aliases)
+                for m in client.list_model_versions(request=ListModelVersionsRequest(name=model))}
+    except NotFound:
+        return None
+
+
+def send(client, requests: list) -> list[str]:
+    """Send planned requests in order (an upload is waited for before the alias moves); what was done."""
+    from google.cloud.aiplatform_v1.types import MergeVersionAliasesRequest, UploadModelRequest
+
+    done = []
+    for request in requests:
+        if isinstance(request, UploadModelRequest):
+            result = client.upload_model(request=request).result()
+            done.append(f"uploaded {request.model.version_aliases[0]} as version {result.model_version_id}")
+        elif isinstance(request, MergeVersionAliasesRequest):
+            client.merge_version_aliases(request=request)
+            done.append(f"{request.name}: {', '.join(request.version_aliases)}")
+        else:
+            raise TypeError(f"unexpected request {type(request).__name__}")
+    return done
