@@ -24,7 +24,7 @@ import datetime as dt
 from airflow.sdk import Param, TriggerRule, dag, task
 from prodml_airflow.defaults import default_args
 from prodml_airflow.promotion import champion_checkpoint, promotion
-from prodml_airflow.targets import google_cloud, vertex_trainer
+from prodml_airflow.targets import google_cloud, transform_runner, vertex_trainer
 from prodml_airflow.tasks import beam_transform, file_set_sensor, train_model
 from prodml_airflow.validation import DriftCheckOperator, ValidateDataOperator
 
@@ -111,8 +111,8 @@ def dynamic_training():
     checked >> window
     transform = beam_transform(
         task_id="transform", inputs=window["files"], output=RUN.transform, schema_path=CONFIG["schema_path"],
-        eval_fraction=TRAINING["eval_fraction"], runner=CONFIG["beam"]["runner"],
-        num_shards=CONFIG["beam"]["num_shards"], options=CONFIG["beam"].get("options"), google=google_cloud(CONFIG))
+        eval_fraction=TRAINING["eval_fraction"],
+        num_shards=CONFIG["beam"]["num_shards"], runner=transform_runner(CONFIG))
     drift >> transform  # policy alert: scores, alerts, report, the gate decides; block: the run stops here
 
     train = train_model(task_id="train", output=RUN.candidate, vertex=vertex_trainer(CONFIG), trainer_args={

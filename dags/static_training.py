@@ -29,7 +29,7 @@ import datetime as dt
 from airflow.sdk import CronTriggerTimetable, dag, task
 from prodml_airflow.defaults import default_args
 from prodml_airflow.promotion import champion_checkpoint, promotion
-from prodml_airflow.targets import google_cloud, vertex_trainer
+from prodml_airflow.targets import transform_runner, vertex_trainer
 from prodml_airflow.tasks import beam_transform, train_model
 from prodml_airflow.validation import DriftCheckOperator, ValidateDataOperator
 
@@ -83,8 +83,8 @@ def static_training():
     )
     transform = beam_transform(
         task_id="transform", inputs=validate.output["accepted"], output=RUN.transform,
-        schema_path=CONFIG["schema_path"], eval_fraction=TRAINING["eval_fraction"], runner=CONFIG["beam"]["runner"],
-        num_shards=CONFIG["beam"]["num_shards"], options=CONFIG["beam"].get("options"), google=google_cloud(CONFIG))
+        schema_path=CONFIG["schema_path"], eval_fraction=TRAINING["eval_fraction"],
+        num_shards=CONFIG["beam"]["num_shards"], runner=transform_runner(CONFIG))
     drift >> transform  # a `block` policy stops the run before training
 
     train = train_model(

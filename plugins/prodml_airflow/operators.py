@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from airflow.sdk import BaseOperator
 
@@ -23,6 +26,22 @@ def to_argv(args: dict) -> list[str]:
         elif value not in (None, ""):
             argv += [f"--{key}", str(value)]
     return argv
+
+
+def package_root(package: str = "ml") -> str:
+    """The folder that holds `package` (the repository locally, Composer's dags/ folder there), so a
+    child Python process can import it wherever it was deployed (the parent's sys.path is not inherited)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"package {package!r} is not importable here")
+    return str(Path(next(iter(spec.submodule_search_locations))).parent)
+
+
+def child_pythonpath(env: dict | None = None, package: str = "ml") -> str:
+    """PYTHONPATH for a child process: the folder that holds `package`, then the current PYTHONPATH."""
+    current = (os.environ if env is None else env).get("PYTHONPATH", "")
+    root = package_root(package)
+    return os.pathsep.join([root, *[p for p in current.split(os.pathsep) if p and p != root]])
 
 
 class PythonModuleOperator(BaseOperator):
@@ -46,7 +65,8 @@ class PythonModuleOperator(BaseOperator):
     def execute(self, context) -> str:
         argv = [self.python, "-m", self.module, *to_argv(self.args)]
         self.log.info("running: %s", " ".join(argv))
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env = {**os.environ, "PYTHONPATH": child_pythonpath()}
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         for line in proc.stdout:
             self.log.info("%s", line.rstrip())
         if proc.wait() != 0:

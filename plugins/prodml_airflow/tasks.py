@@ -1,65 +1,60 @@
 """Task factories whose operator depends on where the work runs: local operators, or the Google
-provider's operators when a Google Cloud target is given (`prodml_airflow.targets`, read once per
-DAG file from the profile). Every factory takes the values it uses, never the whole config.
+provider's operators for a Google Cloud target (`prodml_airflow.targets`, the one place that reads
+the runner kinds from the profile). Every factory takes the values it uses, never the whole config.
 
 gcp-only imports stay inside the Google branches, so DAG files parse without google.cloud locally.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ml.config import PROJECT_ROOT
-from prodml_airflow.targets import GoogleCloud, VertexTrainer
-
-TRANSFORM_PY = str(Path(PROJECT_ROOT) / "ml" / "transform.py")
+from prodml_airflow.targets import Dataflow, GoogleCloud, LocalBeam, VertexTrainer
 
 
-def beam_transform(*, task_id: str, inputs, output: str, schema_path: str, eval_fraction: float, runner: str,
-                   num_shards: int, options: dict | None = None, google: GoogleCloud | None = None):
-    """The Beam transform (`ml/transform.py`, one `run(argv)`): Dataflow through the Apache Beam
-    provider when `google` is given; otherwise the same entry point on `runner` (the pinned
-    FnApiRunner) in a subprocess (the provider's module imports the Google hooks, ~1 s, which DAG
-    parsing must not pay locally)."""
-    from prodml_airflow.operators import PythonModuleOperator
+def beam_transform(*, task_id: str, inputs, output: str, schema_path: str, eval_fraction: float, num_shards: int,
+                   runner: LocalBeam | Dataflow):
+    """The Beam transform (`ml/transform.py`, one `run(argv)`).
 
-    pipeline_options = {
-        "input": inputs,
-        "output": output,
-        "schema": schema_path,
-        "eval_fraction": eval_fraction,
-        "num_shards": num_shards,
-        **(options or {}),
-    }
-    if google is not None:
-        from airflow.providers.apache.beam.operators.beam import BeamRunPythonPipelineOperator
+    A `Dataflow` target: the Apache Beam provider's operator launches it on Dataflow. The workers
+    install the ml wheel from the bucket (`--extra_package`; pip installs the runtime dependencies
+    the wheel declares) and read the schema from the bucket; temp and staging are in the bucket.
+    A `LocalBeam` target: the same entry point on the pinned FnApiRunner in a subprocess (the
+    provider's module imports the Google hooks, ~1 s, which DAG parsing must not pay locally)."""
+    args = {"input": inputs, "output": output, "eval_fraction": eval_fraction, "num_shards": num_shards}
+    if isinstance(runner, Dataflow):
         from airflow.providers.google.cloud.operators.dataflow import DataflowConfiguration
 
-        pipeline_options["setup_file"] = str(Path(PROJECT_ROOT) / "setup.py")  # ships ml/ to the workers
-        return BeamRunPythonPipelineOperator(
-            task_id=task_id, py_file=TRANSFORM_PY, runner=runner, pipeline_options=pipeline_options,
+        from prodml_airflow.google_operators import BeamModuleOperator
+
+        return BeamModuleOperator(
+            task_id=task_id, module="ml.transform", runner="DataflowRunner", output_uri=output,
+            pipeline_options={**args, "schema": runner.schema_uri, "extra_package": [runner.package_uri],
+                              **runner.options},
             dataflow_config=DataflowConfiguration(
-                job_name=f"prodml-{task_id}", project_id=google.project, location=google.region,
-                gcp_conn_id=google.conn_id, wait_until_finished=True))
-    return PythonModuleOperator(task_id=task_id, module="ml.transform",
-                                args={**pipeline_options, "runner": runner}, output_uri=output)
+                job_name=f"prodml-{task_id}", append_job_name=True, project_id=runner.google.project,
+                location=runner.google.region, gcp_conn_id=runner.google.conn_id,
+                service_account=runner.service_account, wait_until_finished=True),
+            gcp_conn_id=runner.google.conn_id)
+    from prodml_airflow.operators import PythonModuleOperator
+
+    return PythonModuleOperator(task_id=task_id, module="ml.transform", output_uri=output,
+                                args={**args, "schema": schema_path, "runner": runner.runner, **runner.options})
 
 
 def train_model(*, task_id: str, trainer_args: dict, output: str, vertex: VertexTrainer | None = None):
-    """Run ml.trainer: a Vertex AI custom Python-package job when `vertex` is given, else a local subprocess."""
+    """Run ml.trainer: a Vertex AI CustomJob in the trainer image when `vertex` is given (its output
+    directory is `output`, where the trainer writes the model; the schema is read from the bucket),
+    else a local subprocess. Either way the task returns `output`, the candidate folder the
+    evaluation reads."""
     if vertex is not None:
-        from airflow.providers.google.cloud.operators.vertex_ai.custom_job import (
-            CreateCustomPythonPackageTrainingJobOperator,
-        )
+        from prodml_airflow.google_operators import VertexTrainingJobOperator
 
-        args = [f"--{k}={v}" for k, v in trainer_args.items() if v not in (None, "", False)]
-        return CreateCustomPythonPackageTrainingJobOperator(
-            task_id=task_id, project_id=vertex.google.project, region=vertex.google.region,
-            display_name=f"prodml-{task_id}", python_package_gcs_uri=vertex.package_uri,
-            python_module_name="ml.trainer", container_uri=vertex.container_uri,
-            args=[*args, f"--output={output}"], machine_type=vertex.machine_type,
-            accelerator_type=vertex.accelerator_type, accelerator_count=vertex.accelerator_count,
-            gcp_conn_id=vertex.google.conn_id)
+        return VertexTrainingJobOperator(
+            task_id=task_id, module="ml.trainer", args={**trainer_args, "schema": vertex.schema_uri}, output_uri=output,
+            container_uri=vertex.container_uri, machine=vertex.machine, env=vertex.env,
+            service_account=vertex.service_account,
+            display_name=f"prodml-{{{{ dag.dag_id }}}}-{task_id}-{{{{ ts_nodash }}}}",
+            project_id=vertex.google.project, region=vertex.google.region, gcp_conn_id=vertex.google.conn_id,
+            deferrable=vertex.deferrable)
     from prodml_airflow.operators import PythonModuleOperator
 
     return PythonModuleOperator(task_id=task_id, module="ml.trainer", args={**trainer_args, "output": output},
@@ -68,17 +63,18 @@ def train_model(*, task_id: str, trainer_args: dict, output: str, vertex: Vertex
 
 def file_set_sensor(*, task_id: str, landing_uri: str, timeout, google: GoogleCloud | None = None):
     """Wait for a completed file set (`landing/dt=*/_SUCCESS`): the standard FileSensor locally, the
-    Google provider's GCS sensor when `google` is given. Deferrable (no worker slot while waiting);
+    Google provider's GCS sensor with the same glob when `google` is given (a match_glob listing,
+    so a part file without its marker does not count). Deferrable (no worker slot while waiting);
     on timeout the run is skipped (soft_fail), not failed. Which set is new is decided downstream
-    (processed-sets record), so the sensor only answers "has anything landed?"."""
+    (processed-sets record), so the sensor only answers "has a complete set landed?"."""
     common = {"task_id": task_id, "timeout": timeout.total_seconds(), "poke_interval": 60,
               "soft_fail": True, "deferrable": True}
     if google is not None:
-        from airflow.providers.google.cloud.sensors.gcs import GCSObjectsWithPrefixExistenceSensor
+        from airflow.providers.google.cloud.sensors.gcs import GCSObjectExistenceSensor
 
         bucket, _, prefix = landing_uri.removeprefix("gs://").partition("/")
-        return GCSObjectsWithPrefixExistenceSensor(bucket=bucket, prefix=f"{prefix}/dt=",
-                                                   google_cloud_conn_id=google.conn_id, **common)
+        return GCSObjectExistenceSensor(bucket=bucket, object=f"{prefix.rstrip('/')}/dt=*/_SUCCESS".lstrip("/"),
+                                        use_glob=True, google_cloud_conn_id=google.conn_id, **common)
     from airflow.providers.standard.sensors.filesystem import FileSensor
 
     return FileSensor(filepath=landing_uri.removeprefix("file://") + "/dt=*/_SUCCESS", fs_conn_id="fs_default",
