@@ -20,13 +20,15 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv demo test lint airflow shell bench lock clean mutate
+.PHONY: venv demo test lint airflow shell bench lock clean mutate dist deploy
 
 # The venv is stamped with the lock it was built from: editing constraints.txt rebuilds it.
-$(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
+# requirements.txt: runtime (what Composer installs); requirements-dev.txt: Airflow and the dev tools.
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q uv==0.13.8
-	$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode -r requirements.txt -c constraints.txt
+	$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode -r requirements.txt -r requirements-dev.txt \
+		-c constraints.txt
 	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
 	touch $@
 
@@ -89,9 +91,21 @@ mutate: venv
 		$(foreach m,$(MUTANTS),'$(m)') > mutants/run.log 2>&1 || (tail -c 3000 mutants/run.log; exit 1)
 	$(PY) scripts/mutation_report.py $(foreach m,$(MUTANTS),'$(m)')
 
-# Re-resolve the full lock after editing requirements.txt.
+# Re-resolve the full lock after editing requirements.txt or requirements-dev.txt.
 lock: venv
-	$(VENV)/bin/uv pip compile --python $(PY) requirements.txt -o constraints.txt --no-header
+	$(VENV)/bin/uv pip compile --python $(PY) requirements.txt requirements-dev.txt -o constraints.txt --no-header
+
+# The ml wheel (dist/prodml-<version>-py3-none-any.whl; runtime dependencies declared in
+# pyproject.toml) that Dataflow workers and the Vertex AI trainer image install.
+dist: venv
+	rm -rf dist build
+	$(VENV)/bin/uv build --wheel --no-build-isolation -o dist
+
+# Copy dags/, plugins/, include/ and ml/ to the Composer environment's bucket, and the wheel and the
+# schema to the data bucket (README, "Run in Composer"):
+#   make deploy COMPOSER_BUCKET=gs://<env-bucket> PRODML_BUCKET=<data-bucket> [DRY_RUN=1]
+deploy: dist
+	$(PY) scripts/deploy_composer.py --bucket $(COMPOSER_BUCKET) $(if $(DRY_RUN),--dry-run)
 
 clean:
 	rm -rf $(AIRFLOW_HOME) .prodml

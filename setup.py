@@ -1,4 +1,5 @@
 from setuptools import setup
 
-# Dataflow workers install ml/ from this file (--setup_file); metadata lives in pyproject.toml.
+# Metadata and runtime dependencies live in pyproject.toml; `make dist` builds the wheel that
+# Dataflow workers (--extra_package) and the Vertex AI trainer image install.
 setup()
