@@ -5,9 +5,11 @@ SQL lives in `include/sql/<name>.sql`, written once in **BigQuery dialect**:
   ever reaches SQL by string formatting;
 - values are BigQuery named parameters `@name`, passed as a plain `params` dict.
 
-BigQuery runs the text as is. DuckDB gets it transpiled by sqlglot (`read="bigquery"`,
-`write="duckdb"`), which also turns `@name` into DuckDB's `$name`. DuckDB refuses parameters a
-statement does not use, so each statement only receives the ones it references.
+BigQuery runs the text as is, through the Google provider's `BigQueryHook`. DuckDB gets it
+transpiled by sqlglot (`read="bigquery"`, `write="duckdb"`), which also turns `@name` into DuckDB's
+`$name`; BigQuery-only storage clauses of `CREATE TABLE` (`PARTITION BY`, `CLUSTER BY`, `OPTIONS`)
+are dropped for DuckDB. DuckDB refuses parameters a statement does not use, so each statement only
+receives the ones it references.
 
 Tables are declared by the `create_*.sql` files (`ensure_tables`); loads never create tables, on
 either side, so both profiles fail the same way on an undeclared table.
@@ -123,6 +125,25 @@ def _connect_waiting_for_lock(path: str, timeout_s: float):
             delay = min(delay * 2, 2.0)
 
 
+# BigQuery-only table storage clauses: PARTITION BY, CLUSTER BY, OPTIONS(...). DuckDB tables have
+# no such thing, so the DuckDB rendering drops them (sqlglot would drop them with a warning).
+_BIGQUERY_STORAGE = (exp.PartitionedByProperty, exp.ClusterProperty, exp.Property)
+
+
+def _without_bigquery_storage(stmt: exp.Expression) -> exp.Expression:
+    properties = stmt.args.get("properties") if isinstance(stmt, exp.Create) else None
+    if properties is None:
+        return stmt
+    stmt = stmt.copy()
+    properties = stmt.args["properties"]
+    for prop in list(properties.expressions):
+        if type(prop) in _BIGQUERY_STORAGE:
+            prop.pop()
+    if not properties.expressions:
+        properties.pop()
+    return stmt
+
+
 class DuckDBWarehouse(Warehouse):
     """A DuckDB file; the BigQuery dataset becomes a DuckDB schema of the same name."""
 
@@ -149,7 +170,7 @@ class DuckDBWarehouse(Warehouse):
         result = None
         for stmt in statements:
             used = {p.name: params[p.name] for p in stmt.find_all(exp.Parameter)}
-            duck_sql = stmt.sql(dialect="duckdb")
+            duck_sql = _without_bigquery_storage(stmt).sql(dialect="duckdb")
             if isinstance(stmt, exp.Query):
                 # con.sql(...).to_arrow_table() avoids the extra copy (and warning) of the
                 # DB-API cursor's arrow export in duckdb 2.
@@ -240,41 +261,90 @@ def query_parameters(params: dict | None):
     return out
 
 
+def _in_table_order(names: list[str], schema, table_id: str) -> list[str]:
+    """`names` in the order of the table's `schema`; a name the table lacks is an error."""
+    unknown = sorted(set(names) - {f.name for f in schema})
+    if unknown:
+        raise WarehouseError(f"columns not in {table_id}: {unknown}")
+    return [f.name for f in schema if f.name in set(names)]
+
+
+# google-cloud-bigquery's legacy type names (TableSchema.field_type) -> GoogleSQL names for CAST.
+_SQL_TYPES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL", "RECORD": "STRUCT"}
+
+
 class BigQueryWarehouse(Warehouse):
-    """BigQuery through google-cloud-bigquery; SQL files run unchanged (they are BigQuery dialect)."""
+    """BigQuery through the Google provider's `BigQueryHook` (an Airflow connection, `gcp_conn_id`).
+
+    SQL files run unchanged (they are BigQuery dialect) as query jobs through `hook.insert_job`;
+    loads and reads use the client the hook gives (`hook.get_client`). `ensure_tables` creates the
+    dataset (exists_ok) before the tables. `replace_partition` is a load of the rows into a staging
+    table plus ONE `MERGE` statement (atomic on its own): see its docstring.
+    """
 
     def __init__(self, project: str | None, dataset: str, location: str | None = None,
-                 sql_dir: str | Path = SQL_DIR, client=None):
-        from google.cloud import bigquery
-
-        self.bigquery = bigquery
+                 gcp_conn_id: str = "google_cloud_default", sql_dir: str | Path = SQL_DIR, hook=None):
         self.dataset = _check_ident(dataset, "dataset")
         self.location = location
         self.sql_dir = Path(sql_dir)
-        # project None: the client infers it from the environment (Composer's service account).
-        self.client = client or bigquery.Client(project=project, location=location)
-        self.project = project or self.client.project
+        if hook is None:
+            # Imported here: ml/ stays importable (and the local profile runs) without the provider.
+            from airflow.providers.google.cloud.hooks.bigquery import BigQueryHook
 
-    def job_config(self, params: dict | None = None):
-        return self.bigquery.QueryJobConfig(query_parameters=query_parameters(params))
+            hook = BigQueryHook(gcp_conn_id=gcp_conn_id, location=location, use_legacy_sql=False)
+        self.hook = hook
+        # project None: the connection's project (Composer: the environment's project).
+        self.project = project or hook.project_id
+        self._client = None
+
+    @property
+    def client(self):
+        """The hook's google-cloud-bigquery client (created on first use)."""
+        if self._client is None:
+            self._client = self.hook.get_client(project_id=self.project, location=self.location)
+        return self._client
+
+    def ensure_tables(self) -> None:
+        """Create the dataset if missing, then every `create_*.sql` table (all idempotent)."""
+        from google.cloud import bigquery
+
+        dataset = bigquery.Dataset(f"{self.project}.{self.dataset}")
+        dataset.location = self.location
+        self.client.create_dataset(dataset, exists_ok=True)
+        super().ensure_tables()
 
     def query(self, sql: str, params: dict | None = None) -> pa.Table | None:
-        job = self.client.query(sql, job_config=self.job_config(params), location=self.location)
+        """Run `sql` as one query job (a script if it has several statements); rows, or None for DDL/DML."""
+        configuration = {"query": {
+            "query": sql,
+            "useLegacySql": False,
+            "queryParameters": [p.to_api_repr() for p in query_parameters(params)],
+        }}
+        job = self.hook.insert_job(configuration=configuration, project_id=self.project,
+                                   location=self.location)
         rows = job.result()
-        # DDL/DML (and scripts ending in one) have no result schema.
-        if not rows.schema:
+        if job.statement_type not in (None, "SELECT", "SCRIPT") or not rows.schema:
             return None
-        return rows.to_arrow()
+        # Small result sets (summaries): the REST pages are enough, no BigQuery Storage read session.
+        return rows.to_arrow(create_bqstorage_client=False)
 
     def _table_id(self, table_name: str) -> str:
         return f"{self.project}.{self.dataset}.{_check_ident(table_name, 'table')}"
 
-    def _load(self, table_id: str, arrow_table: pa.Table, disposition: str, create: str = "CREATE_NEVER",
-              schema=None) -> None:
-        # Parquet matches columns by name and keeps types; naive timestamps are declared UTC
-        # so they land in TIMESTAMP columns (a naive Parquet timestamp means DATETIME).
-        import pyarrow.parquet as pq
+    def _load(self, table_id: str, arrow_table: pa.Table, disposition: str, schema=None) -> None:
+        """One load job of `arrow_table` as Parquet into an existing table (never creates it).
 
+        Columns are written in the table's order (`schema`, else the table's): BigQuery matches
+        Parquet columns by name, but in the same order a positional reader agrees too.
+        """
+        # Parquet keeps types; naive timestamps are declared UTC so they land in TIMESTAMP
+        # columns (a naive Parquet timestamp means DATETIME).
+        import pyarrow.parquet as pq
+        from google.cloud import bigquery
+
+        if schema is None:
+            schema = self.client.get_table(table_id).schema  # NotFound: loads never create tables
+        arrow_table = arrow_table.select(_in_table_order(arrow_table.column_names, schema, table_id))
         columns = []
         for field, column in zip(arrow_table.schema, arrow_table.columns, strict=True):
             if pa.types.is_timestamp(field.type) and field.type.tz is None:
@@ -283,55 +353,76 @@ class BigQueryWarehouse(Warehouse):
         buffer = io.BytesIO()
         pq.write_table(pa.table(columns, names=arrow_table.column_names), buffer)
         buffer.seek(0)
-        config = self.bigquery.LoadJobConfig(source_format=self.bigquery.SourceFormat.PARQUET,
-                                             write_disposition=disposition, create_disposition=create,
-                                             schema=schema)
+        config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET,
+                                        write_disposition=disposition, create_disposition="CREATE_NEVER")
         self.client.load_table_from_file(buffer, table_id, job_config=config,
                                          location=self.location).result()
 
     def load_arrow(self, table_name: str, arrow_table: pa.Table, mode: str = "append") -> None:
+        """One Parquet load job: WRITE_APPEND, or (mode="truncate") WRITE_TRUNCATE."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         disposition = "WRITE_APPEND" if mode == "append" else "WRITE_TRUNCATE"
         self._load(self._table_id(table_name), arrow_table, disposition)
 
     def replace_partition(self, table_name: str, arrow_table: pa.Table, partition_column: str, value) -> None:
-        """Load the rows into a staging table, then DELETE + INSERT in one multi-statement transaction."""
+        """Make the rows with `partition_column = value` exactly `arrow_table` (idempotent, atomic).
+
+        1. create a staging table `<table>__staging_<random>` with the target's columns (it expires
+           after an hour, should step 3 never run), and load the rows into it (Parquet load job);
+        2. ONE statement, atomic on its own (no multi-statement transaction needed):
+             MERGE target USING staging ON FALSE
+             WHEN NOT MATCHED BY SOURCE AND target.<column> = CAST(@partition_value AS <type>) THEN DELETE
+             WHEN NOT MATCHED THEN INSERT (<columns>) VALUES (<columns>)
+           i.e. delete the partition's old rows and insert the staged ones; the constant filter on
+           the partitioning column lets BigQuery prune the other partitions;
+        3. drop the staging table.
+        """
+        from google.cloud import bigquery
+
         table_id = self._table_id(table_name)
         column = _check_ident(partition_column, "column")
         _check_partition(arrow_table, column, value)
-        staging_id = f"{table_id}__staging_{uuid.uuid4().hex[:12]}"
         target = self.client.get_table(table_id)
-        self._load(staging_id, arrow_table, "WRITE_TRUNCATE", "CREATE_IF_NEEDED", schema=target.schema)
+        fields = {f.name: f for f in target.schema}
+        columns = [_check_ident(c, "column") for c in _in_table_order(arrow_table.column_names,
+                                                                      target.schema, table_id)]
+        staging_id = f"{table_id}__staging_{uuid.uuid4().hex[:12]}"
+        staging = bigquery.Table(staging_id, schema=[fields[c] for c in columns])
+        staging.expires = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+        staging = self.client.create_table(staging)
         try:
-            # Expire the staging table even if the delete below never runs.
-            staging = self.client.get_table(staging_id)
-            staging.expires = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
-            self.client.update_table(staging, ["expires"])
-            cols = ", ".join(f"`{c}`" for c in arrow_table.column_names)
+            self._load(staging_id, arrow_table, "WRITE_TRUNCATE", schema=staging.schema)
+            sql_type = _SQL_TYPES.get(fields[column].field_type, fields[column].field_type)
+            names = ", ".join(f"`{c}`" for c in columns)
             self.query(
-                f"BEGIN TRANSACTION;\n"
-                f"DELETE FROM `{table_id}` WHERE `{column}` = @value;\n"
-                f"INSERT INTO `{table_id}` ({cols}) SELECT {cols} FROM `{staging_id}`;\n"
-                f"COMMIT TRANSACTION;",
-                {"value": value},
+                f"MERGE `{table_id}` AS target\n"
+                f"USING `{staging_id}` AS staged\n"
+                f"ON FALSE\n"
+                f"WHEN NOT MATCHED BY SOURCE AND target.`{column}` = CAST(@partition_value AS {sql_type})"
+                f" THEN DELETE\n"
+                f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({names})",
+                {"partition_value": value},
             )
         finally:
             self.client.delete_table(staging_id, not_found_ok=True)
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
 
 def connect(section: dict, sql_dir: str | Path = SQL_DIR) -> Warehouse:
     """A warehouse from the profile's `warehouse:` section (kind: duckdb | bigquery).
 
-    For bigquery, `project` may be given in the section; otherwise the client's default project.
+    For bigquery: `gcp_conn_id` (default google_cloud_default) names the Airflow connection the
+    provider's BigQueryHook uses; `project` may be given, otherwise the connection's project.
     """
     kind = section.get("kind")
     if kind == "duckdb":
         return DuckDBWarehouse(section["path"], section["dataset"], sql_dir=sql_dir)
     if kind == "bigquery":
         return BigQueryWarehouse(section.get("project"), section["dataset"], section.get("location"),
+                                 gcp_conn_id=section.get("gcp_conn_id", "google_cloud_default"),
                                  sql_dir=sql_dir)
     raise WarehouseError(f"unknown warehouse kind {kind!r} (expected duckdb or bigquery)")

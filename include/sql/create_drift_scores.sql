@@ -1,4 +1,5 @@
 -- Every drift score computed, breached or not ("scores are always stored, not only on alarm").
+-- BigQuery: one partition per data_date (the DuckDB rendering drops PARTITION BY).
 CREATE TABLE IF NOT EXISTS {dataset}.drift_scores (
   checked_at TIMESTAMP,
   run_id STRING,
@@ -10,4 +11,5 @@ CREATE TABLE IF NOT EXISTS {dataset}.drift_scores (
   value FLOAT64,
   threshold FLOAT64,
   breached BOOL
-);
+)
+PARTITION BY data_date;

@@ -1,4 +1,5 @@
 -- Static serving table: batch predictions, replaced per target_date (idempotent reruns).
+-- BigQuery: one partition per target_date (the DuckDB rendering drops PARTITION BY).
 CREATE TABLE IF NOT EXISTS {dataset}.predictions (
   target_date DATE,
   sensor_id STRING,
@@ -9,4 +10,5 @@ CREATE TABLE IF NOT EXISTS {dataset}.predictions (
   model_version STRING,
   run_id STRING,
   predicted_at TIMESTAMP
-);
+)
+PARTITION BY target_date;

@@ -154,28 +154,48 @@ def test_bigquery_query_parameters_use_library_types():
 
 
 class _FakeJob:
+    statement_type = "SELECT"
+
     def result(self):
         return type("Rows", (), {"schema": [], "to_arrow": None})()
 
 
-class _FakeClient:
-    project = "my-project"
+class _FakeHook:
+    """Stands in for the provider's BigQueryHook: records the jobs it is asked to insert."""
+
+    project_id = "my-project"
 
     def __init__(self):
         self.calls = []
 
-    def query(self, sql, job_config=None, location=None):
-        self.calls.append((sql, job_config, location))
+    def insert_job(self, configuration, project_id=None, location=None):
+        self.calls.append((configuration, project_id, location))
         return _FakeJob()
 
 
-def test_bigquery_runs_sql_files_untranspiled():
-    client = _FakeClient()
-    w = wh.BigQueryWarehouse(None, "prodml", "EU", client=client)
+def test_bigquery_runs_sql_files_untranspiled_through_the_hook():
+    hook = _FakeHook()
+    w = wh.BigQueryWarehouse(None, "prodml", "EU", hook=hook)
     assert w.run_sql_file("recent_alerts", {"limit": 3}) is None  # fake result has no schema
-    sql, config, location = client.calls[0]
-    assert "FROM prodml.alerts" in sql and "LIMIT @limit" in sql and location == "EU"
-    assert [(p.name, p.type_, p.value) for p in config.query_parameters] == [("limit", "INT64", 3)]
+    configuration, project, location = hook.calls[0]
+    query = configuration["query"]
+    assert "FROM prodml.alerts" in query["query"] and "LIMIT @limit" in query["query"]
+    assert (project, location, query["useLegacySql"]) == ("my-project", "EU", False)
+    assert query["queryParameters"] == [
+        {"name": "limit", "parameterType": {"type": "INT64"}, "parameterValue": {"value": "3"}}]
+
+
+def test_bigquery_only_storage_clauses_are_dropped_for_duckdb(warehouse):
+    ddl = warehouse.read_sql("create_predictions")
+    assert "PARTITION BY target_date" in ddl  # what BigQuery gets
+    stmt = wh.sqlglot.parse_one(ddl.rstrip().rstrip(";") + " CLUSTER BY sensor_id OPTIONS (description='x')",
+                                read="bigquery")
+    duck = wh._without_bigquery_storage(stmt).sql(dialect="duckdb", comments=False)
+    assert "PARTITION" not in duck and "CLUSTER" not in duck and "description" not in duck
+    assert duck.startswith("CREATE TABLE IF NOT EXISTS prodml.predictions (target_date DATE")
+    assert "PARTITION BY" in stmt.sql(dialect="bigquery")  # the parsed statement is left as it was
+    temp = wh.sqlglot.parse_one("CREATE TEMP TABLE t (a INT64)", read="bigquery")
+    assert "TEMP" in wh._without_bigquery_storage(temp).sql(dialect="duckdb").upper()
 
 
 def test_a_second_writer_waits_for_the_duckdb_lock(tmp_path, monkeypatch):
