@@ -1,0 +1,89 @@
+"""What a new user types: `make airflow` (port from the environment, Ctrl-C stops everything),
+`make shell` (the README's CLI commands work in it) and `airflow ... -o json` (parseable)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[2]
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+# `-o`: never rebuild the venv from a test, even if requirements.txt is newer than its stamp
+MAKE = ["make", "-s", "--no-print-directory", "-o", ".venv/.installed"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=5) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def test_make_shell_has_the_project_airflow_environment(tmp_path):
+    result = subprocess.run(
+        [*MAKE, "shell", f"AIRFLOW_HOME={tmp_path}/home"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        input='echo "home=$AIRFLOW_HOME dags=$AIRFLOW__CORE__DAGS_FOLDER"; command -v airflow\n',
+        env={**os.environ, "HOME": str(tmp_path)})  # no personal ~/.bashrc in the way
+    assert result.returncode == 0, result.stderr
+    assert f"home={tmp_path}/home dags={ROOT}/dags" in result.stdout
+    assert f"{ROOT}/.venv/bin/airflow" in result.stdout
+
+
+def test_list_runs_as_json_prints_only_json(airflow_db):
+    subprocess.run([AIRFLOW, "dags", "reserialize"], check=True, capture_output=True, timeout=180)
+    result = subprocess.run([AIRFLOW, "dags", "list-runs", "rollback", "-o", "json"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert isinstance(json.loads(result.stdout), list), result.stdout[:300]
+
+
+def test_make_airflow_takes_the_port_from_the_environment_and_ctrl_c_stops_everything(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "AIRFLOW__API__PORT": str(port), "PRODML_DATA": str(tmp_path / "data"),
+           # log servers off the defaults, so a `make airflow` already running here does not clash
+           "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+           "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port())}
+    log_path = tmp_path / "make-airflow.log"
+    everything: list[psutil.Process] = []
+    with open(log_path, "w") as log:
+        # its own process group, as a terminal's foreground job: Ctrl-C signals that whole group
+        make = subprocess.Popen([*MAKE, "airflow", f"AIRFLOW_HOME={tmp_path}/home"], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 240
+            while not _healthy(port):
+                assert make.poll() is None, log_path.read_text()[-3000:]
+                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+                time.sleep(2)
+            time.sleep(10)  # let the scheduler fork its workers: they are what used to be left behind
+            everything = psutil.Process(make.pid).children(recursive=True)
+            assert len(everything) >= 5  # wrapper, standalone, api-server, scheduler, dag-processor, ...
+            os.killpg(make.pid, signal.SIGINT)  # Ctrl-C
+            make.wait(timeout=120)
+            time.sleep(1)
+            left = [p for p in everything if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+            assert not left, [(p.pid, p.cmdline()) for p in left]
+        finally:
+            for p in [psutil.Process(make.pid), *everything] if make.poll() is None else everything:
+                try:
+                    p.kill()
+                except psutil.NoSuchProcess:
+                    pass
+    banner = log_path.read_text()
+    assert f"http://127.0.0.1:{port}" in banner and ":8080" not in banner.split("\n")[0]
