@@ -272,3 +272,15 @@ def test_bigquery_parameter_types_for_the_remaining_values():
     assert params["hours"].values == [1, 2]
     with pytest.raises(WarehouseError, match=r"no BigQuery type for parameter value \{'a': 1\}"):
         wh.query_parameters({"bad": {"a": 1}})
+
+
+def test_bigquery_loads_write_columns_in_table_order_and_refuse_unknown_ones():
+    from google.cloud import bigquery
+
+    schema = [bigquery.SchemaField(n, t) for n, t in (("target_date", "DATE"), ("sensor_id", "STRING"),
+                                                      ("score", "FLOAT64"))]
+    assert wh._in_table_order(["score", "target_date"], schema, "p.d.t") == ["target_date", "score"]
+    assert wh._in_table_order(["sensor_id", "score", "target_date"], schema, "p.d.t") == [
+        "target_date", "sensor_id", "score"]
+    with pytest.raises(WarehouseError, match=r"columns not in p.d.t: \['extra', 'more'\]"):
+        wh._in_table_order(["score", "more", "extra"], schema, "p.d.t")
