@@ -32,6 +32,19 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
+def test_the_wheel_declares_its_runtime_dependencies(wheel):
+    import tomllib
+    import zipfile
+
+    metadata = zipfile.ZipFile(wheel).read(f"prodml-{ml.__version__}.dist-info/METADATA").decode()
+    required = {line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {r.split(";")[0].split("<")[0].split(">")[0].split("=")[0].strip() for r in required}
+    assert {d.split("<")[0].split(">")[0].split("=")[0] for d in project["dependencies"]} <= names
+    assert any(r.startswith("tensorflow-cpu") for r in required)  # Dataflow workers need TensorFlow's protos
+    assert {f"ml/{m}.py" for m in ("trainer", "transform", "distribute", "storage")} <= set(zipfile.ZipFile(wheel).namelist())
+
+
 @pytest.fixture()
 def buckets(gcs_emulator):
     env_bucket, data_bucket = f"composer-{uuid.uuid4().hex[:8]}", f"prodml-{uuid.uuid4().hex[:8]}"
