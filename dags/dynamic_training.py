@@ -27,6 +27,7 @@ from prodml_airflow.promotion import champion_checkpoint, promotion
 from prodml_airflow.targets import google_cloud, transform_runner, vertex_trainer
 from prodml_airflow.tasks import beam_transform, file_set_sensor, train_model
 from prodml_airflow.validation import DriftCheckOperator, ValidateDataOperator
+from prodml_airflow.vertex_mirror import vertex_mirror
 
 from ml.config import load
 from ml.run_layout import RunLayout
@@ -142,6 +143,10 @@ def dynamic_training():
 
     sensor >> picked
     tail >> record_outcome(picked["date"])  # after promote or keep
+    mirror = vertex_mirror(registry_config=CONFIG["registry"], google=google_cloud(CONFIG),
+                           settings=CONFIG["registry"].get("vertex_mirror"))
+    if mirror is not None:  # gcp profile: Vertex AI Model Registry follows the bucket registry
+        tail >> mirror
 
 
 dynamic_training()

@@ -14,6 +14,8 @@ import datetime as dt
 from airflow.sdk import Param, dag, task
 from prodml_airflow.assets import CHAMPION
 from prodml_airflow.defaults import default_args
+from prodml_airflow.targets import google_cloud
+from prodml_airflow.vertex_mirror import vertex_mirror
 
 from ml.config import load
 
@@ -61,7 +63,11 @@ def rollback():
             wh.close()
         return after
 
-    move_champion_back()
+    moved = move_champion_back()
+    mirror = vertex_mirror(registry_config=CONFIG["registry"], google=google_cloud(CONFIG),
+                           settings=CONFIG["registry"].get("vertex_mirror"))
+    if mirror is not None:  # gcp profile: the Vertex aliases move back too
+        moved >> mirror
 
 
 rollback()

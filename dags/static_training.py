@@ -29,9 +29,10 @@ import datetime as dt
 from airflow.sdk import CronTriggerTimetable, dag, task
 from prodml_airflow.defaults import default_args
 from prodml_airflow.promotion import champion_checkpoint, promotion
-from prodml_airflow.targets import transform_runner, vertex_trainer
+from prodml_airflow.targets import google_cloud, transform_runner, vertex_trainer
 from prodml_airflow.tasks import beam_transform, train_model
 from prodml_airflow.validation import DriftCheckOperator, ValidateDataOperator
+from prodml_airflow.vertex_mirror import vertex_mirror
 
 from ml.config import load
 from ml.run_layout import RunLayout
@@ -103,10 +104,15 @@ def static_training():
     )
 
     [transform, champion_checkpoint(registry_config=CONFIG["registry"])] >> train
-    promotion(candidate=train.output, dates=found["dates"], reference_files=validate.output["accepted"],
-              layout=RUN, trained_by="static_training", registry_config=CONFIG["registry"],
-              schema_path=CONFIG["schema_path"], evaluation=CONFIG["evaluation"], gate_thresholds=CONFIG["gate"],
-              drift_config=CONFIG["drift"], warehouse_config=CONFIG["warehouse"])
+    tail = promotion(candidate=train.output, dates=found["dates"], reference_files=validate.output["accepted"],
+                     layout=RUN, trained_by="static_training", registry_config=CONFIG["registry"],
+                     schema_path=CONFIG["schema_path"], evaluation=CONFIG["evaluation"],
+                     gate_thresholds=CONFIG["gate"], drift_config=CONFIG["drift"],
+                     warehouse_config=CONFIG["warehouse"])
+    mirror = vertex_mirror(registry_config=CONFIG["registry"], google=google_cloud(CONFIG),
+                           settings=CONFIG["registry"].get("vertex_mirror"))
+    if mirror is not None:  # gcp profile: Vertex AI Model Registry follows the bucket registry
+        tail >> mirror
 
 
 static_training()

@@ -139,7 +139,13 @@ def test_training_dags_end_in_the_promotion_task_group_with_unprefixed_ids(dagba
 
 
 def test_ml_never_imports_airflow():
+    """ml/ is plain Python, testable without Airflow. The one exception is a gcp backend reaching its
+    service through the Google provider's hook (BigQueryHook), imported inside that backend only."""
     offenders = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "ml").rglob("*.py"))
                  if any(line.lstrip().startswith(("import airflow", "from airflow"))
+                        and not line.lstrip().startswith("from airflow.providers.google.cloud.hooks.")
                         for line in p.read_text().splitlines())]
     assert offenders == []
+    hooks = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "ml").rglob("*.py"))
+             if "from airflow.providers.google.cloud.hooks." in p.read_text()]
+    assert hooks == ["ml/warehouse.py"]

@@ -125,8 +125,8 @@ def test_gcp_dags_mirror_after_every_alias_move_and_local_ones_do_not(tmp_path):
     import subprocess
     import sys
 
-    probe = ("import json; from scripts import airflow_env; airflow_env.apply(airflow_home=%r);"
-             "out = {}\n"
+    probe = ("import json; from scripts import airflow_env; airflow_env.apply(airflow_home={!r});"
+             "out = {{}}\n"
              "for d in ('static_training', 'dynamic_training', 'rollback'):\n"
              "    from airflow.dag_processing.dagbag import DagBag\n"
              "    bag = DagBag(dag_folder=str(airflow_env.ROOT / 'dags' / (d + '.py')))\n"
@@ -134,7 +134,7 @@ def test_gcp_dags_mirror_after_every_alias_move_and_local_ones_do_not(tmp_path):
              "    dag = bag.dags[d]\n"
              "    out[d] = sorted(dag.get_task('vertex_mirror').upstream_task_ids) if 'vertex_mirror' in dag.task_ids"
              " else None\n"
-             "print(json.dumps(out))") % str(tmp_path / "airflow_home")
+             "print(json.dumps(out))").format(str(tmp_path / "airflow_home"))
     seen = {}
     for profile in ("gcp", "local"):
         env = {**os.environ, "PRODML_PROFILE": profile, "PRODML_BUCKET": "b"}
