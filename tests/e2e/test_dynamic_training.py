@@ -127,12 +127,12 @@ def test_rollback_dag_restores_the_previous_champion_and_batch_prediction_uses_i
 
 
 def test_story_table_matches_the_ground_truth(dynamic, config):
-    from ml import story, warehouse
+    from ml import registry, story, warehouse
     from ml.storage import to_path
 
     wh = warehouse.connect(config["warehouse"])
     try:
-        rows = story.build(config["registry"]["root"], wh, str(to_path(config["storage"]["bucket"]) / "ground_truth.json"))
+        rows = story.build(registry.connect(config["registry"]), wh, str(to_path(config["storage"]["bucket"]) / "ground_truth.json"))
     finally:
         wh.close()
     by_day = {r["day"]: r for r in rows if r["day"] != "-"}
