@@ -45,23 +45,13 @@ def rollback():
     def move_champion_back(params=None) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from ml import alerts, registry, warehouse
+        from ml import promotion_job, registry
 
-        models = registry.connect(CONFIG["registry"])
-        before = models.aliases().get("champion")
         try:
-            after = models.rollback(params.get("version") or None, reason=params.get("reason", ""))
+            return promotion_job.rollback(version=params.get("version"), reason=params.get("reason", ""),
+                                          registry_config=CONFIG["registry"], warehouse_config=CONFIG["warehouse"])
         except registry.RegistryError as exc:  # nothing to roll back to / unknown version: retrying won't help
             raise AirflowFailException(str(exc)) from None
-        wh = warehouse.connect(CONFIG["warehouse"])
-        try:
-            wh.ensure_tables()
-            alerts.raise_alert(wh, "warning", "registry.rollback",
-                               f"champion rolled back from {before} to {after['champion']}",
-                               {"reason": params.get("reason", ""), "aliases": after})
-        finally:
-            wh.close()
-        return after
 
     moved = move_champion_back()
     mirror = vertex_mirror(registry_config=CONFIG["registry"], google=google_cloud(CONFIG),

@@ -105,3 +105,19 @@ def keep(*, decision: dict, trained_by: str, run_id: str | None, warehouse_confi
         wh.close()
     print("gate failed: " + "; ".join(decision["reasons"]))
     return {"version": decision["version"], "promoted": False}
+
+
+def rollback(*, version: str | None, reason: str, registry_config: dict, warehouse_config: dict) -> dict:
+    """Move `champion` back to `version` (default: the `previous` alias) and raise a warning alert;
+    return the aliases. registry.RegistryError when there is nothing to roll back to."""
+    models = registry.connect(registry_config)
+    before = models.aliases().get("champion")
+    after = models.rollback(version or None, reason=reason)
+    wh = warehouse.connect(warehouse_config)
+    try:
+        wh.ensure_tables()
+        alerts.raise_alert(wh, "warning", "registry.rollback", f"champion rolled back from {before} to "
+                           f"{after['champion']}", {"reason": reason, "aliases": after})
+    finally:
+        wh.close()
+    return after

@@ -155,3 +155,27 @@ def test_champion_checkpoint_promote_and_keep(where):
         wh.close()
     assert alerts and alerts[0]["severity"] == "warning" and f"champion {version} kept" in alerts[0]["message"]
     assert json.loads(alerts[0]["context"])["reasons"] == ["auc 0.5 < 0.75"]
+
+
+def test_rollback_moves_the_champion_back_and_raises_an_alert(where):
+    from ml.promotion_job import rollback
+
+    root = where["registry"]
+    section = {"kind": "local", "root": root}
+    model = where["tmp"] / "model"
+    model.mkdir()
+    (model / "saved_model.pb").write_text("x")
+    v1, v2 = (registry.register(root, str(model), {}) for _ in range(2))
+    with pytest.raises(registry.RegistryError, match="nothing to roll back to"):
+        rollback(version=None, reason="none yet", registry_config=section, warehouse_config=where["warehouse"])
+    registry.promote(root, v1)
+    registry.promote(root, v2)
+    assert rollback(version=None, reason="bad day", registry_config=section,
+                    warehouse_config=where["warehouse"]) == {"champion": v1, "previous": v2}
+    wh = warehouse.connect(where["warehouse"])
+    try:
+        alerts = [r for r in wh.run_sql_file("recent_alerts", {"limit": 10}).to_pylist()
+                  if r["source"] == "registry.rollback"]
+    finally:
+        wh.close()
+    assert len(alerts) == 1 and f"from {v2} to {v1}" in alerts[0]["message"]
