@@ -254,3 +254,13 @@ def test_a_reader_never_sees_a_torn_alias_file_during_promotions(root, model_dir
     counts = json.loads(out)
     assert counts["reads"] > 0 and counts["bad"] == 0, counts
     assert len(registry.history(root)) == 301
+
+
+def test_connect_picks_the_backend_from_the_kind(tmp_path):
+    from ml.bucket_registry import BucketRegistry
+
+    assert isinstance(registry.connect({"kind": "local", "root": str(tmp_path)}), registry.FolderRegistry)
+    assert isinstance(registry.connect({"root": str(tmp_path)}), registry.FolderRegistry)  # the default
+    assert isinstance(registry.connect({"kind": "bucket", "root": str(tmp_path)}), BucketRegistry)
+    with pytest.raises(registry.RegistryError, match="kind must be one of"):
+        registry.connect({"kind": "vertex", "root": str(tmp_path)})
