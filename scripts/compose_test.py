@@ -1,0 +1,294 @@
+"""`make compose-test`: the local stack (docker-compose.yaml) built, started and used for real, then
+torn down, on success and on failure.
+
+1. `docker-compose config -q` and the static checks of tests/compose/;
+2. build the image, start the stack on free ports (its own env file and project name, so a stack
+   started with `make up` is left alone), wait until every component is healthy;
+3. simulate three weeks of traffic (40 sensors) ending yesterday into the stack's data volume;
+4. through the REST API: unpause `static_training` and let the scheduler run it (a model is trained,
+   gated and promoted), then unpause `batch_prediction` and trigger it with a `target_date`; every
+   run must succeed, and the warehouse must hold sensors × 24 rows per scored date;
+5. `airflow backfill create` inside the scheduler container over a scored and a new date: every run
+   succeeds and no date holds a duplicate row;
+6. the browser test (tests/ui/) against the stack: log in, DAG list, graph, trigger, run, task log;
+7. every container's log into artifacts/compose-test/compose.log, then `docker-compose down -v`.
+
+Artefacts: artifacts/compose-test/ (timings.json, compose.log, screenshots/). Options: --keep leaves
+the stack running (debugging; `docker-compose -p prodml-compose-test --env-file
+artifacts/compose-test/env down -v` removes it), --no-build uses the image as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts" / "compose-test"
+ENV_FILE = ARTIFACTS / "env"
+PROJECT = "prodml-compose-test"
+COMPOSE = os.environ.get("COMPOSE", "docker-compose").split()
+SENSORS = 40
+SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
+TIMINGS: dict[str, float] = {}
+
+
+def say(message: str) -> None:
+    print(f"[compose-test {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Step:
+    """Times a step into TIMINGS and says when it starts and ends."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __enter__(self):
+        say(f"▶ {self.name}")
+        self.started = time.monotonic()
+        return self
+
+    def __exit__(self, kind, value, tb):
+        TIMINGS[self.name] = round(time.monotonic() - self.started, 1)
+        say(f"{'✓' if kind is None else '✗'} {self.name} ({TIMINGS[self.name]:.0f} s)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def compose(*args: str, capture: bool = False, timeout: float = 1800, check: bool = True) -> str:
+    argv = [*COMPOSE, "-p", PROJECT, "--env-file", str(ENV_FILE), "-f", str(ROOT / "docker-compose.yaml"), *args]
+    result = subprocess.run(argv, cwd=ROOT, text=True, timeout=timeout,
+                            stdout=subprocess.PIPE if capture else None,
+                            stderr=subprocess.STDOUT if capture else None)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited with {result.returncode}:\n{(result.stdout or '')[-3000:]}")
+    return result.stdout or ""
+
+
+def in_scheduler(*argv: str, timeout: float = 600) -> str:
+    return compose("exec", "-T", "airflow-scheduler", *argv, capture=True, timeout=timeout)
+
+
+def env_value(key: str) -> str:
+    for line in ENV_FILE.read_text().splitlines():
+        if line.startswith(f"{key}="):
+            return line.split("=", 1)[1]
+    raise KeyError(key)
+
+
+class Api:
+    """The stack's REST API (/api/v2) as user admin, with a bearer token."""
+
+    def __init__(self, base: str, password: str):
+        self.base, self.password, self.token = base, password, None
+
+    def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from None
+
+    def login(self) -> None:
+        self.token = None
+        self.token = self._request("POST", "/auth/token", {"username": "admin", "password": self.password})[
+            "access_token"]
+
+    def get(self, path: str) -> dict:
+        return self._request("GET", path)
+
+    def post(self, path: str, body: dict) -> dict:
+        return self._request("POST", path, body)
+
+    def patch(self, path: str, body: dict) -> dict:
+        return self._request("PATCH", path, body)
+
+    def runs(self, dag_id: str) -> list[dict]:
+        return self.get(f"/api/v2/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]
+
+    def wait_runs(self, dag_id: str, expect: int, timeout: float, run_type: str | None = None) -> list[dict]:
+        """Wait until at least `expect` runs (of `run_type`) exist and all are finished; all must succeed."""
+        deadline, last = time.monotonic() + timeout, None
+        while True:
+            runs = [r for r in self.runs(dag_id) if run_type is None or r["run_type"] == run_type]
+            states = sorted((r["dag_run_id"], r["state"]) for r in runs)
+            if states != last:
+                say(f"    {dag_id}: {', '.join(f'{rid} {state}' for rid, state in states) or 'no runs yet'}")
+                last = states
+            if len(runs) >= expect and all(r["state"] in ("success", "failed") for r in runs):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{dag_id}: runs not finished after {timeout:.0f} s: {states}")
+            time.sleep(5)
+        failed = [r for r in runs if r["state"] != "success"]
+        if failed:
+            details = {r["dag_run_id"]: {t["task_id"]: t["state"] for t in self.get(
+                f"/api/v2/dags/{dag_id}/dagRuns/{r['dag_run_id']}/taskInstances")["task_instances"]} for r in failed}
+            raise RuntimeError(f"{dag_id}: runs failed: {details} (task logs: artifacts/compose-test/compose.log)")
+        return runs
+
+
+def wait_healthy(api: Api, timeout: float = 600) -> None:
+    """Docker's healthchecks of the api-server and the scheduler, and the heartbeats of every
+    component in /api/v2/monitor/health (the dag-processor's and triggerer's docker checks run once
+    a minute; they are checked at the end)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        health = {s: container_health(s) for s in ("airflow-apiserver", "airflow-scheduler")}
+        try:
+            monitor = api.get("/api/v2/monitor/health")
+            components = {k: v.get("status") for k, v in monitor.items()}
+        except (RuntimeError, OSError):
+            components = {}
+        if all(v == "healthy" for v in health.values()) and components and all(
+                v == "healthy" for v in components.values()):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"stack not healthy after {timeout:.0f} s: {health} {components}")
+        time.sleep(3)
+
+
+def container_health(service: str) -> str:
+    cid = compose("ps", "-q", service, capture=True).strip()
+    if not cid:
+        return "absent"
+    out = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}"
+                          "{{end}}", cid], capture_output=True, text=True).stdout.split()
+    return out[1] if len(out) > 1 else (out[0] if out else "unknown")
+
+
+def predictions(dates: list[str]) -> dict[str, dict]:
+    code = ("import json; from ml import config, warehouse; wh = warehouse.connect(config.load()['warehouse']); "
+            f"rows = {{d: wh.run_sql_file('prediction_counts', {{'target_date': d}}).to_pylist() for d in {dates!r}}}; "
+            "wh.close(); print(json.dumps({d: (r[0] if r else {'n_rows': 0}) for d, r in rows.items()}, default=str))")
+    return json.loads(in_scheduler("python", "-c", code).strip().splitlines()[-1])
+
+
+def check_predictions(dates: list[str]) -> None:
+    found = predictions(dates)
+    for date in dates:
+        row = found[date]
+        say(f"    predictions {date}: {row['n_rows']} rows, {row.get('n_keys')} distinct (sensor, hour), "
+            f"model {row.get('model_version')}")
+        if not row["n_rows"] == row.get("n_keys") == SENSORS * 24:
+            raise AssertionError(f"{date}: expected {SENSORS * 24} rows, one per (sensor, hour): {row}")
+
+
+def run(args) -> None:
+    today = dt.datetime.now(dt.UTC).date()
+    day = lambda n: (today + dt.timedelta(days=n)).isoformat()  # noqa: E731
+
+    with Step("validate the compose file and the static checks (tests/compose)"):
+        subprocess.run([*COMPOSE, "--env-file", str(ENV_FILE), "-f", str(ROOT / "docker-compose.yaml"), "config",
+                        "-q"], cwd=ROOT, check=True)
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/compose"],
+                       cwd=ROOT, check=True)
+    if not args.no_build:
+        with Step("build the image"):
+            compose("build")
+    with Step("start the stack"):
+        compose("up", "-d")
+    api = Api(f"http://127.0.0.1:{env_value('AIRFLOW_PORT')}", env_value("AIRFLOW_ADMIN_PASSWORD"))
+    with Step("wait until every component is healthy"):
+        wait_healthy(api)
+        api.login()
+        deadline = time.monotonic() + 300
+        while {d["dag_id"] for d in api.get("/api/v2/dags")["dags"]} < {"static_training", "batch_prediction"}:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the dag-processor did not parse the DAGs in 300 s")
+            time.sleep(3)
+        errors = api.get("/api/v2/importErrors")
+        if errors["total_entries"]:
+            raise AssertionError(f"DAG import errors: {errors['import_errors']}")
+    with Step(f"simulate 21 days x {SENSORS} sensors ending {day(-1)} (forecasts to {day(6)})"):
+        in_scheduler("python", "-m", "ml.simulate", "--out", "/data/bucket", "--start-date", day(-21),
+                     "--days", "21", "--seed", "3", "--sensors", str(SENSORS))
+    with Step("static_training through the scheduler: validate, drift, transform, train, gate, promote"):
+        api.patch("/api/v2/dags/static_training", {"is_paused": False})
+        deadline = time.monotonic() + 60  # unpausing schedules the latest weekly tick
+        while not api.runs("static_training") and time.monotonic() < deadline:
+            time.sleep(3)
+        if not api.runs("static_training"):
+            api.post("/api/v2/dags/static_training/dagRuns", {"logical_date": f"{day(0)}T00:00:00Z"})
+        api.wait_runs("static_training", expect=1, timeout=1800)
+        api.patch("/api/v2/dags/static_training", {"is_paused": True})
+    with Step(f"batch_prediction: the scheduled run and the champion's Asset run ({day(0)}), a manual run "
+              f"with target_date {day(1)}"):
+        api.patch("/api/v2/dags/batch_prediction", {"is_paused": False})
+        api.post("/api/v2/dags/batch_prediction/dagRuns", {"logical_date": None, "conf": {"target_date": day(1)}})
+        runs = api.wait_runs("batch_prediction", expect=2, timeout=900)
+        # the scheduled run (today 00:00) and the Asset run (the day after the newest landed day) score today
+        check_predictions([day(1)] + ([day(0)] if any(r["run_type"] != "manual" for r in runs) else []))
+    with Step(f"backfill {day(-1)}..{day(0)} inside the scheduler container ({day(0)} already scored)"):
+        in_scheduler("airflow", "backfill", "create", "--dag-id", "batch_prediction", "--from-date", day(-1),
+                     "--to-date", day(0), "--max-active-runs", "1", "--reprocess-behavior", "completed")
+        api.wait_runs("batch_prediction", expect=2, timeout=900, run_type="backfill")
+        check_predictions([day(-1), day(0), day(1)])  # replaced, never duplicated
+    with Step("browser test (tests/ui): log in, DAG list, graph, trigger, run, task log"):
+        env = {**os.environ, "PRODML_UI_URL": api.base, "PRODML_UI_USER": "admin",
+               "PRODML_UI_PASSWORD": env_value("AIRFLOW_ADMIN_PASSWORD"), "PRODML_UI_TARGET_DATE": day(2),
+               "PRODML_UI_ARTIFACTS": str(ARTIFACTS / "screenshots")}
+        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/ui"], cwd=ROOT,
+                       env=env, check=True)
+    with Step("every component still healthy (docker healthchecks)"):
+        deadline = time.monotonic() + 180
+        while (health := {s: container_health(s) for s in SERVICES}) and any(
+                v != "healthy" for v in health.values()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"unhealthy: {health}")
+            time.sleep(5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--keep", action="store_true", help="leave the stack running at the end")
+    parser.add_argument("--no-build", action="store_true", help="use the image as it is")
+    args = parser.parse_args(argv)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    ports = {k: str(free_port()) for k in ("AIRFLOW_PORT", "POSTGRES_PORT", "AIRFLOW_WORKER_LOG_PORT",
+                                           "AIRFLOW_TRIGGERER_LOG_PORT", "AIRFLOW_SCHEDULER_HEALTH_PORT")}
+    subprocess.run([str(ROOT / "scripts" / "compose_env.sh"), str(ENV_FILE), *(f"{k}={v}" for k, v in ports.items())],
+                   check=True)
+    say(f"project {PROJECT}, ports {ports}, artefacts {ARTIFACTS.relative_to(ROOT)}/")
+    started, status = time.monotonic(), 1
+    try:
+        run(args)
+        status = 0
+    except Exception as exc:  # report, then tear down
+        say(f"✗ FAILED: {exc}")
+    finally:
+        with Step("collect the logs"):
+            (ARTIFACTS / "compose.log").write_text(compose("logs", "--no-color", "--timestamps", capture=True,
+                                                           check=False))
+        if args.keep:
+            say("--keep: the stack is still running")
+        else:
+            with Step("tear down (docker-compose down -v)"):
+                compose("down", "-v", "--remove-orphans", check=False, timeout=300)
+        TIMINGS["total"] = round(time.monotonic() - started, 1)
+        (ARTIFACTS / "timings.json").write_text(json.dumps(TIMINGS, indent=2) + "\n")
+        say(f"{'passed' if status == 0 else 'FAILED'} in {TIMINGS['total']:.0f} s; timings: "
+            f"{ARTIFACTS.relative_to(ROOT)}/timings.json, logs: {ARTIFACTS.relative_to(ROOT)}/compose.log")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
