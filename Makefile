@@ -20,7 +20,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv demo test lint airflow shell bench lock clean mutate dist deploy
+.PHONY: venv demo test lint airflow shell ui-test up down compose-test bench lock clean mutate dist deploy
 
 # The venv is stamped with the lock it was built from: editing constraints.txt rebuilds it.
 # requirements.txt: runtime (what Composer installs); requirements-dev.txt: Airflow and the dev tools.
@@ -64,6 +64,34 @@ shell: venv
 	@mkdir -p $(AIRFLOW_HOME)
 	@echo "prodml shell: AIRFLOW_HOME=$(AIRFLOW_HOME), the venv's airflow and python on PATH; exit to leave"
 	@bash --rcfile <(echo '[ -f ~/.bashrc ] && . ~/.bashrc; PS1="(prodml) $$PS1"') -i
+
+# The browser test (tests/ui) against `make airflow` running in another terminal, after `make demo`
+# (its forecasts cover 2026-11-02..2026-11-27). Screenshots: artifacts/ui/.
+UI_TARGET_DATE ?= 2026-11-22
+ui-test: venv
+	PRODML_UI_URL=http://127.0.0.1:$(AIRFLOW__API__PORT) PRODML_UI_TARGET_DATE=$(UI_TARGET_DATE) \
+	PRODML_UI_PASSWORD=$$($(PY) -c 'import json; print(json.load(open("$(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated"))["admin"])') \
+		$(PY) -m pytest tests/ui -p no:cacheprovider
+
+# The local stack (docker-compose.yaml, README "Local stack"): needs Docker with docker-compose.
+# `make up` writes .env from .env.example with fresh secrets the first time.
+COMPOSE ?= docker-compose
+.env:
+	scripts/compose_env.sh .env
+	@echo "wrote .env (fresh secrets; admin's password is AIRFLOW_ADMIN_PASSWORD)"
+
+up: .env
+	$(COMPOSE) up -d --build
+	@echo "Airflow UI: http://127.0.0.1:$$(sed -n 's/^AIRFLOW_PORT=//p' .env)  user: admin  password: AIRFLOW_ADMIN_PASSWORD in .env"
+
+down:
+	$(COMPOSE) down
+
+# Builds and starts a stack of its own (free ports, project prodml-compose-test), runs the DAGs
+# through the REST API, a backfill and the browser test, then removes it: scripts/compose_test.py.
+# CI runs it as `scripts/ci_docker.sh make compose-test` (a Docker engine on a machine without one).
+compose-test: venv
+	$(PY) scripts/compose_test.py
 
 bench: venv
 	$(PY) -m benchmarks.run

@@ -230,12 +230,13 @@ def run(args) -> None:
             api.post("/api/v2/dags/static_training/dagRuns", {"logical_date": f"{day(0)}T00:00:00Z"})
         api.wait_runs("static_training", expect=1, timeout=1800)
         api.patch("/api/v2/dags/static_training", {"is_paused": True})
-    with Step(f"batch_prediction: the scheduled run and the champion's Asset run ({day(0)}), a manual run "
-              f"with target_date {day(1)}"):
+    with Step(f"batch_prediction: unpaused, today's scheduled run ({day(0)}); triggered with target_date "
+              f"{day(1)}"):
         api.patch("/api/v2/dags/batch_prediction", {"is_paused": False})
         api.post("/api/v2/dags/batch_prediction/dagRuns", {"logical_date": None, "conf": {"target_date": day(1)}})
         runs = api.wait_runs("batch_prediction", expect=2, timeout=900)
-        # the scheduled run (today 00:00) and the Asset run (the day after the newest landed day) score today
+        # unpausing schedules today's 00:00 run (an Asset run, if any, also scores today: the day after the
+        # newest landed day)
         check_predictions([day(1)] + ([day(0)] if any(r["run_type"] != "manual" for r in runs) else []))
     with Step(f"backfill {day(-1)}..{day(0)} inside the scheduler container ({day(0)} already scored)"):
         in_scheduler("airflow", "backfill", "create", "--dag-id", "batch_prediction", "--from-date", day(-1),
