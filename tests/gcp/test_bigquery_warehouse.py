@@ -44,6 +44,10 @@ def _per_day(w) -> list[dict]:
     ).to_pylist()
 
 
+# Every table an include/sql/create_*.sql file declares (ensure_tables creates them all).
+DECLARED = {p.stem.removeprefix("create_") for p in wh.sql_files() if p.stem.startswith("create_")}
+
+
 def _tables(w) -> set[str]:
     return {t.table_id for t in w.client.list_tables(f"{w.project}.{w.dataset}")}
 
@@ -62,20 +66,22 @@ def test_ensure_tables_twice_dataset_and_partitioned_tables(bq_emulator, gcp_con
         w.ensure_tables()
         w.load_arrow("predictions", predictions(DAY1, 2))
         w.ensure_tables()  # dataset and tables exist: nothing is recreated, no row lost
-        assert _tables(w) == {"alerts", "drift_scores", "predictions", "processed_file_sets"}
+        assert _tables(w) == DECLARED
         assert _per_day(w)[0]["n"] == 2
         assert w.client.get_dataset(f"{w.project}.{w.dataset}").location == "EU"
         table = w.client.get_table(f"{w.project}.{w.dataset}.predictions")
         assert (table.time_partitioning.field, table.time_partitioning.type_) == ("target_date", "DAY")
         assert w.client.get_table(f"{w.project}.{w.dataset}.drift_scores").time_partitioning.field == "data_date"
+        # prediction_log is partitioned by DATE(served_at): the emulator records no partitioning for
+        # an expression, so only its DDL (below) is checked.
 
         # The DDL sent to BigQuery declares the partitioning (what a real BigQuery would act on).
         ddl = {job["query"]["query"].split("CREATE TABLE IF NOT EXISTS ")[1].split(" ")[0]: job["query"]["query"]
                for job in w.jobs if "CREATE TABLE" in job["query"]["query"]}
-        assert set(ddl) == {f"{w.dataset}.{t}" for t in ("alerts", "drift_scores", "predictions",
-                                                           "processed_file_sets")}
+        assert set(ddl) == {f"{w.dataset}.{t}" for t in DECLARED}
         assert ddl[f"{w.dataset}.predictions"].rstrip().endswith("PARTITION BY target_date;")
         assert ddl[f"{w.dataset}.drift_scores"].rstrip().endswith("PARTITION BY data_date;")
+        assert ddl[f"{w.dataset}.prediction_log"].rstrip().endswith("PARTITION BY DATE(served_at);")
         assert all(job["query"]["useLegacySql"] is False for job in w.jobs)
 
 
