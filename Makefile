@@ -20,7 +20,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv demo test lint airflow shell ui-test up down compose-test bench lock clean mutate dist deploy
+.PHONY: venv demo test lint airflow shell serve ui-test up down compose-test bench lock clean mutate dist deploy
 
 # The venv is stamped with the lock it was built from: editing constraints.txt rebuilds it.
 # requirements.txt: runtime (what Composer installs); requirements-dev.txt: Airflow and the dev tools.
@@ -64,6 +64,11 @@ shell: venv
 	@mkdir -p $(AIRFLOW_HOME)
 	@echo "prodml shell: AIRFLOW_HOME=$(AIRFLOW_HOME), the venv's airflow and python on PATH; exit to leave"
 	@bash --rcfile <(echo '[ -f ~/.bashrc ] && . ~/.bashrc; PS1="(prodml) $$PS1"') -i
+
+# The prediction service (ml.serving; README "Serving") on http://127.0.0.1:$PRODML_SERVE_PORT
+# (default 8000). API keys from PRODML_API_KEYS, else a key generated once into .prodml/serving/api_key.
+serve: venv
+	@$(PY) -m ml.serving
 
 # The browser test (tests/ui) against `make airflow` running in another terminal, after `make demo`
 # (its forecasts cover 2026-11-02..2026-11-27). Screenshots: artifacts/ui/.

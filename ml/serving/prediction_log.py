@@ -1,0 +1,170 @@
+"""The prediction log: every served prediction, written to the warehouse in batches, off the request path.
+
+A request only appends its rows to an in-memory queue (a deque append, no I/O, no hashing); one
+background thread turns them into an Arrow table (the features' JSON and hash are computed there)
+and bulk-loads it into `prediction_log` (`include/sql/create_prediction_log.sql`) every
+`flush_rows` rows or `flush_s` seconds, whichever comes first, and once more on shutdown. A
+warehouse that is down (or a DuckDB file locked by an Airflow task) delays the rows, it does not
+lose them, up to `max_queue` queued rows; beyond that the oldest are dropped and counted.
+
+Late labels join on `prediction_id` (monitoring: residuals, AUC by slice; bandit rewards).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import hashlib
+import json
+import logging
+import threading
+import time
+
+import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+SCHEMA = pa.schema([
+    ("prediction_id", pa.string()),
+    ("served_at", pa.timestamp("us", tz="UTC")),
+    ("sensor_id", pa.string()),
+    ("date", pa.string()),
+    ("hour", pa.int64()),
+    ("features_hash", pa.string()),
+    ("features", pa.string()),
+    ("model_version", pa.string()),
+    ("path", pa.string()),
+    ("latency_ms", pa.float64()),
+    ("score", pa.float64()),
+])
+
+
+def features_json(instance: dict) -> str:
+    return json.dumps(instance, sort_keys=True, separators=(",", ":"))
+
+
+def features_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def to_table(entries: list[tuple]) -> pa.Table:
+    """(prediction_id, served_at, instance, model_version, path, latency_ms, score) tuples → rows."""
+    columns = {name: [] for name in SCHEMA.names}
+    for prediction_id, served_at, instance, model_version, path, latency_ms, score in entries:
+        text = features_json(instance)
+        columns["prediction_id"].append(prediction_id)
+        columns["served_at"].append(served_at)
+        columns["sensor_id"].append(instance.get("sensor_id"))
+        columns["date"].append(instance.get("date"))
+        columns["hour"].append(instance.get("hour"))
+        columns["features_hash"].append(features_hash(text))
+        columns["features"].append(text)
+        columns["model_version"].append(model_version)
+        columns["path"].append(path)
+        columns["latency_ms"].append(latency_ms)
+        columns["score"].append(score)
+    return pa.table(columns, schema=SCHEMA)
+
+
+class PredictionLogWriter:
+    """Queue + one flushing thread. `connect()` opens a warehouse (closed after each flush, so a
+    DuckDB file is not held between flushes: Airflow tasks write it too)."""
+
+    def __init__(self, connect, *, flush_rows: int = 500, flush_s: float = 5.0, max_queue: int = 200_000,
+                 table: str = "prediction_log"):
+        self.connect = connect
+        self.flush_rows = max(1, int(flush_rows))
+        self.flush_s = float(flush_s)
+        self.max_queue = int(max_queue)
+        self.table = table
+        self._queue: collections.deque = collections.deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.written = 0
+        self.dropped = 0
+        self.flushes = 0
+        self.failures = 0
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="prodml-prediction-log", daemon=True)
+        self._thread.start()
+
+    def append(self, entries: list[tuple]) -> None:
+        """Called on the request path: O(rows) appends, nothing else."""
+        self._queue.extend(entries)
+        if len(self._queue) >= self.flush_rows:
+            self._wake.set()
+            overflow = len(self._queue) - self.max_queue
+            if overflow > 0:  # the warehouse has been unreachable for long: drop the oldest rows
+                self._drop(overflow)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Flush everything queued, then stop the thread."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def _drop(self, n: int) -> None:
+        dropped = len(self._take(n))
+        self.dropped += dropped
+        log.warning("prediction log: %d oldest rows dropped (queue over %d rows)", dropped, self.max_queue)
+
+    def _take(self, n: int) -> list[tuple]:
+        out = []
+        try:
+            for _ in range(n):
+                out.append(self._queue.popleft())
+        except IndexError:
+            pass
+        return out
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.flush_s
+        while True:
+            self._wake.wait(max(0.0, deadline - time.monotonic()))
+            self._wake.clear()
+            stopping = self._stop.is_set()
+            if stopping or len(self._queue) >= self.flush_rows or time.monotonic() >= deadline:
+                self.flush()
+                deadline = time.monotonic() + self.flush_s
+            if stopping:
+                if self._queue and self.failures and self.last_error:
+                    log.error("prediction log: %d rows not written at shutdown (%s)", len(self._queue),
+                              self.last_error)
+                return
+
+    def flush(self) -> int:
+        """Write everything queued now in one load; if that fails, the rows go back to the head of
+        the queue for the next flush."""
+        entries = self._take(len(self._queue))
+        if not entries:
+            return 0
+        try:
+            table = to_table(entries)
+            with self.connect() as warehouse:
+                warehouse.load_arrow(self.table, table)
+        except Exception as exc:  # the service stays up; the rows wait for the next flush
+            self.failures += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            log.warning("prediction log: flush of %d rows failed, kept for the next one: %s", len(entries),
+                        self.last_error)
+            self._queue.extendleft(reversed(entries))
+            overflow = len(self._queue) - self.max_queue
+            if overflow > 0:
+                self._drop(overflow)
+            return 0
+        self.written += len(entries)
+        self.flushes += 1
+        return len(entries)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
