@@ -14,11 +14,11 @@ from ml.bucket_registry import BucketRegistry
 from tests.gcp import emulators
 
 
-@pytest.fixture(params=["folder", "bucket"])
+@pytest.fixture(params=["folder", "gcs"])
 def root(request, tmp_path) -> str:
     if request.param == "folder":
         return str(tmp_path / "store")
-    gcs = request.getfixturevalue("gcs_emulator")
+    gcs = request.getfixturevalue("gcs_emulator")  # `-k "not gcs"`: the folder half alone (make mutate)
     name = f"b-{uuid.uuid4().hex[:12]}"
     emulators.create_bucket(gcs, name)
     return f"gs://{name}/prodml"
@@ -148,3 +148,48 @@ def test_racing_registrants_get_distinct_versions(root, model_dir):
         t.join()
     assert sorted(got) == ["v0001", "v0002", "v0003", "v0004"]
     assert len({v["model_uri"] for v in models.list_versions()}) == 4  # no model overwritten
+
+
+def test_the_bucket_registry_keeps_the_folder_registrys_records(root, model_dir, tmp_path):
+    """Same calls, same records: callers hold either backend (`registry.connect`)."""
+    import datetime as dt
+
+    folder = registry.FolderRegistry(tmp_path / "folder-registry")
+    bucket = BucketRegistry(storage.join(root, "registry"))
+    for models in (folder, bucket):
+        with pytest.raises(registry.RegistryError, match="nothing to roll back to"):
+            models.rollback()
+        v1 = models.register(str(model_dir), {"trained_at": dt.date(2026, 11, 15)})  # not JSON: stored as text
+        v2 = models.register(str(model_dir), {})
+        models.promote(v1, "first")
+        models.promote(v2, "second")
+        models.rollback(reason="bad")
+        with pytest.raises(registry.RegistryError, match="invalid attachment file name"):
+            models.attach_file(v1, "values.json", model_dir / "saved_model.pb")
+        with pytest.raises(registry.RegistryError, match="no attachment 'blessing'"):
+            models.read_attachment(v1, "blessing")
+        with pytest.raises(registry.RegistryError, match="no attachment file"):
+            models.attachment_uri(v1, "values.parquet")
+    strip = ("created_at", "at", "path", "uri", "model_uri")
+    for a, b in ((folder.get(v), bucket.get(v)) for v in ("v0001", "v0002")):
+        assert {k: v for k, v in a.items() if k not in strip} == {k: v for k, v in b.items() if k not in strip}
+    assert [{k: v for k, v in h.items() if k != "at"} for h in folder.history()] == \
+        [{k: v for k, v in h.items() if k != "at"} for h in bucket.history()]
+    assert set(folder.history()[0]) == set(bucket.history()[0])
+    assert bucket.get("v0001")["trained_at"] == "2026-11-15"
+    assert bucket.history()[0]["at"][:4] == str(dt.datetime.now(dt.UTC).year)
+
+
+def test_a_registrant_with_a_stale_listing_takes_the_next_free_number(root, model_dir):
+    models = BucketRegistry(storage.join(root, "registry"))
+    assert models.register(str(model_dir), {}) == "v0001"
+    real = models._version_numbers
+    calls = []
+
+    def stale_first():  # the first listing misses v0001: another registrant's write not yet seen
+        calls.append(1)
+        return [] if len(calls) == 1 else real()
+
+    models._version_numbers = stale_first
+    assert models.register(str(model_dir), {}) == "v0002"
+    assert [v["version"] for v in models.list_versions()] == ["v0001", "v0002"]
