@@ -4,6 +4,8 @@
 Static serving: the champion scores every (sensor, hour) of a target date from the known-ahead
 feature table (`forecast/dt=<date>/`), and the rows land in the warehouse table `predictions`,
 replacing that date's partition (idempotent: a rerun or backfill never duplicates rows).
+When the serving advisor has stored an advice (`advisor.advice_uri`), only its head keys are
+precomputed (hybrid serving: the service computes the tail on demand); without one, every key.
 
 **Target date**
 - scheduled and backfill runs (daily at 00:00 UTC): the run's logical date. The cron trigger
@@ -60,6 +62,7 @@ def batch_prediction():
         from airflow.sdk.exceptions import AirflowFailException
 
         from ml.prediction_job import NoChampionError, predict_to_warehouse
+        from ml.serving.advisor import advised_keys
 
         try:
             return predict_to_warehouse(
@@ -71,6 +74,7 @@ def batch_prediction():
                 evaluation=CONFIG["evaluation"],
                 batch_size=CONFIG["batch_prediction"]["batch_size"],
                 run_id=run_id,
+                keys=advised_keys(CONFIG["advisor"]["advice_uri"]),  # the advised head; None: every key
             )
         except NoChampionError as exc:  # no retries: a retry cannot train a model
             raise AirflowFailException(str(exc)) from None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+import pyarrow as pa
+
 from ml import evaluate, features, landing, predict, registry, warehouse
 from ml.storage import join
 
@@ -29,9 +31,23 @@ def resolve_target_date(explicit: str | None, logical_date: dt.datetime | None, 
     return (dt.date.fromisoformat(newest) + dt.timedelta(days=1)).isoformat()
 
 
+def rows_with_keys(table: pa.Table, keys: list[dict]) -> pa.Table:
+    """The rows of `table` whose columns named in `keys` (a list of {column: value} dicts, all with
+    the same columns) match one of them."""
+    if not keys:
+        return table.slice(0, 0)
+    columns = list(keys[0])
+    wanted = {tuple(k[c] for c in columns) for k in keys}
+    found = zip(*(table.column(c).to_pylist() for c in columns), strict=True)
+    return table.filter(pa.array([key in wanted for key in found], pa.bool_()))
+
+
 def predict_to_warehouse(*, target_date: str, registry_config: dict, forecast_uri: str, schema_path: str,
                          warehouse_config: dict, evaluation: dict, batch_size: int, run_id: str | None,
-                         model_version: str = "champion") -> dict:
+                         model_version: str = "champion", keys: list[dict] | None = None) -> dict:
+    """Score the forecast rows of `target_date` into its `predictions` partition. `keys`: only the
+    rows whose key columns match one of these {column: value} dicts (the serving advisor's head,
+    `ml.serving.advisor.advised_keys`); None = every row."""
     schema = features.load_schema(schema_path)
     try:
         champion = registry.connect(registry_config).get(model_version)
@@ -42,6 +58,8 @@ def predict_to_warehouse(*, target_date: str, registry_config: dict, forecast_ur
     wrong_day = set(table.column("date").to_pylist()) - {target_date}
     if wrong_day:
         raise ValueError(f"forecast table for {target_date} holds rows of other dates: {sorted(wrong_day)}")
+    if keys is not None:
+        table = rows_with_keys(table, keys)
     threshold = evaluate.decision_threshold(evaluation["cost_false_negative"], evaluation["cost_false_positive"])
     rows = predict.predict_table(predict.load_model(champion["path"]), table, schema, target_date=target_date,
                                  model_version=champion["version"], run_id=run_id or "manual",
@@ -53,6 +71,7 @@ def predict_to_warehouse(*, target_date: str, registry_config: dict, forecast_ur
     finally:
         wh.close()
     result = {"target_date": target_date, "rows": rows.num_rows, "model_version": champion["version"],
+              "keys": "all" if keys is None else len(keys),
               "mean_score": float(sum(rows.column("score").to_pylist()) / max(rows.num_rows, 1))}
     log.info("batch prediction: %s", result)
     return result

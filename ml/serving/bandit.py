@@ -235,6 +235,12 @@ class Bandit:
         return pa.Table.from_pylist(rows, schema=SHARES_SCHEMA)
 
 
+def parse_versions(value) -> list[str]:
+    """Challenger versions from the profile: a list, or a comma-separated string ('' or None: none)."""
+    items = value.split(",") if isinstance(value, str) else (value or [])
+    return [str(v).strip() for v in items if str(v).strip()]
+
+
 def default_state_uri(bucket: str) -> str:
     """Where the monitoring DAG keeps the bandit's state unless `serving.bandit.state_uri` says otherwise."""
     from ml import storage

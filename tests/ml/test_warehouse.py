@@ -11,12 +11,19 @@ import pytest
 from ml import warehouse as wh
 from ml.warehouse import DuckDBWarehouse, WarehouseError
 
+NOW_PARAM = dt.datetime(2024, 1, 2, 6, tzinfo=dt.UTC)
 # Sample parameters for every query file that takes some. A new SQL file with parameters
 # fails test_every_sql_file_runs_on_duckdb until it gets an entry here.
 SAMPLE_PARAMS = {
     "prediction_counts": {"target_date": dt.date(2024, 1, 2)},
     "recent_alerts": {"limit": 10},
     "alert_signature_seen": {"signature": "abc"},
+    "request_key_counts": {"since": NOW_PARAM, "until": NOW_PARAM},
+    "monitoring_served": {"start": NOW_PARAM, "end": NOW_PARAM},
+    "monitoring_served_for_date": {"date": "2024-01-02"},
+    "monitoring_batch_scores": {"first": dt.date(2024, 1, 1), "last": dt.date(2024, 1, 2)},
+    "monitoring_verdicts": {"model_version": "v0001", "until": NOW_PARAM, "limit": 3},
+    "rollback_audit_recent": {"limit": 10},
 }
 
 DAY1, DAY2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)

@@ -1,0 +1,4 @@
+-- The predictions served in [@start, @end) (ml.monitoring_job). @start, @end: TIMESTAMP.
+SELECT prediction_id, served_at, sensor_id, date, hour, features, model_version, path, latency_ms, score
+FROM {dataset}.prediction_log
+WHERE served_at >= @start AND served_at < @end
