@@ -259,9 +259,12 @@ class Service:
                 scores[i], paths[i], versions[i] = self.fallback.rate(inst), "fallback", "fallback"
         else:
             head, loaded = self.head, self.loaded
+            # Between a champion swap and the head's reload, the old champion's rows are not served.
+            champion = loaded.versions[0] if loaded.versions else None
+            held = head.scores if head.scores and head.model_version == champion else None
             tail: dict[str, list[int]] = {}
             for i, inst in enumerate(instances):
-                score = head.scores.get(tuple(inst[k] for k in self.keys)) if head.scores else None
+                score = held.get(tuple(inst[k] for k in self.keys)) if held else None
                 if score is not None:
                     scores[i], paths[i], versions[i] = score, "head", head.model_version
                 elif loaded.versions:
