@@ -55,7 +55,9 @@ def test_list_runs_as_json_prints_only_json(airflow_db):
 
 def test_make_airflow_takes_the_port_from_the_environment_and_ctrl_c_stops_everything(tmp_path):
     port = _free_port()
-    env = {**os.environ, "AIRFLOW__API__PORT": str(port), "PRODML_DATA": str(tmp_path / "data"),
+    env = {k: v for k, v in os.environ.items()  # under `make test` the outer make exported its own URL
+           if k != "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"}
+    env |= {"AIRFLOW__API__PORT": str(port), "PRODML_DATA": str(tmp_path / "data"),
            # log servers off the defaults, so a `make airflow` already running here does not clash
            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port())}
@@ -74,6 +76,9 @@ def test_make_airflow_takes_the_port_from_the_environment_and_ctrl_c_stops_every
             time.sleep(10)  # let the scheduler fork its workers: they are what used to be left behind
             everything = psutil.Process(make.pid).children(recursive=True)
             assert len(everything) >= 5  # wrapper, standalone, api-server, scheduler, dag-processor, ...
+            # task processes reach the execution API on the same port
+            assert {p.environ().get("AIRFLOW__CORE__EXECUTION_API_SERVER_URL") for p in everything} == {
+                f"http://127.0.0.1:{port}/execution/"}
             os.killpg(make.pid, signal.SIGINT)  # Ctrl-C
             make.wait(timeout=120)
             time.sleep(1)
