@@ -155,14 +155,14 @@ class Bandit:
         Returns the stop record if the guard stopped it now."""
         return self.update_counts(version, successes=count if reward else 0, failures=0 if reward else count)
 
-    def update_counts(self, version: str, *, successes: int, failures: int) -> dict | None:
+    def update_counts(self, version: str, *, successes: int, failures: int, guard: bool = True) -> dict | None:
         if version not in self.arms:
             raise KeyError(f"{version} is not an arm of this bandit ({sorted(self.arms)})")
         if successes < 0 or failures < 0:
             raise ValueError("reward counts must be >= 0")
         self.arms[version]["successes"] += int(successes)
         self.arms[version]["failures"] += int(failures)
-        return self.guard(version)
+        return self.guard(version) if guard else None
 
     def guard(self, version: str) -> dict | None:
         """Stop `version` if it is clearly worse than the champion; the stop record or None."""
@@ -184,7 +184,9 @@ class Bandit:
             return False
         for version, (successes, failures) in sorted(rewards.items()):
             if version in self.arms:
-                self.update_counts(version, successes=successes, failures=failures)
+                self.update_counts(version, successes=successes, failures=failures, guard=False)
+        for version in list(self.arms):  # guarded once every arm, the champion too, has its rewards
+            self.guard(version)
         self.applied = [*self.applied, window_id][-MAX_APPLIED:]
         return True
 
