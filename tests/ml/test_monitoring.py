@@ -350,3 +350,59 @@ def test_resolve_window_floors_to_the_grid():
     assert w["id"] == "20261103T0900-60m"
     explicit = M.resolve_window(explicit_end="2026-11-03T12:00:00", run_time=T0, minutes=15)
     assert (explicit["start"], explicit["end"]) == ("2026-11-03T11:45:00+00:00", "2026-11-03T12:00:00+00:00")
+
+
+DAG_RUNS = """
+import datetime as dt, json, sys
+sys.path[:0] = [{root!r}, {root!r} + "/plugins"]
+from scripts import airflow_env
+airflow_env.apply(airflow_home={home!r}, data_dir={data!r})
+airflow_env.init_db()
+import pyarrow as pa, pyarrow.csv as pacsv
+import tests.ml.test_monitoring as T
+from ml import registry, simulate, storage, warehouse
+from ml.config import load
+cfg = load()
+bucket = storage.to_path(cfg["storage"]["bucket"])
+simulate.simulate(str(bucket), T.DAY, 1, seed=5, sensors=40, forecast_days=0)
+landed = pacsv.read_csv(next((bucket / "landing" / f"dt={{T.DAY}}").glob("*.csv")), convert_options=pacsv.ConvertOptions(
+    column_types={{"date": pa.string(), "sensor_id": pa.string(), "hour": pa.int64()}}))
+model = bucket.parent / "model"
+model.mkdir()
+(model / "saved_model.pb").write_bytes(b"x")
+models = registry.connect(cfg["registry"])
+for _ in range(3):
+    models.promote(models.register(model, {{}}), reason="test")
+world = {{"landed": landed, "warehouse": cfg["warehouse"]}}
+for h in range(3):
+    T.load(world, "prediction_log", T.log_rows(world, start=T.T0 + dt.timedelta(hours=h), version="v0003",
+                                               scores=T.bad_scores(T.labels(world), h)))
+dag = airflow_env.get_dag("monitoring")
+states = []
+for h in range(1, 4):
+    run = dag.test(logical_date=T.T0 + dt.timedelta(hours=h, minutes=5),
+                   run_conf={{"window_end": (T.T0 + dt.timedelta(hours=h)).isoformat()}})
+    states.append({{ti.task_id: str(ti.state) for ti in run.get_task_instances()}})
+with warehouse.connect(cfg["warehouse"]) as wh:
+    audit = wh.run_sql_file("rollback_audit_recent", {{"limit": 5}}).to_pylist()
+print(json.dumps({{"states": states, "aliases": models.aliases(), "audit": audit}}, default=str))
+"""
+
+
+@pytest.mark.slow
+def test_the_monitoring_dag_rolls_back_through_airflow(tmp_path):
+    """Three hourly runs of the real DAG (dag.test) over bad windows: the third rolls back, once."""
+    import os
+    import subprocess
+    import sys
+
+    code = DAG_RUNS.format(root=str(PROJECT_ROOT), home=str(tmp_path / "home"), data=str(tmp_path / "data"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PRODML_PROFILE": "local"}, cwd=PROJECT_ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    skipped = [s["roll_back"] for s in result["states"]]
+    assert skipped == ["skipped", "skipped", "success"]  # the champion Asset fires only on a rollback
+    assert all(s["evaluate"] == s["update_bandit"] == s["refresh_advice"] == "success" for s in result["states"])
+    assert result["aliases"] == {"champion": "v0002", "previous": "v0003"}
+    assert [(a["action"], a["from_version"], a["to_version"]) for a in result["audit"]] == [("rollback", "v0003", "v0002")]
