@@ -62,7 +62,7 @@ WINDOW_SCHEMA = pa.schema([
     ("value", pa.float64()), ("threshold", pa.float64()), ("breached", pa.bool_()),
 ])
 AUDIT_SCHEMA = pa.schema([
-    ("at", pa.timestamp("us", tz="UTC")), ("run_id", pa.string()), ("action", pa.string()),
+    ("acted_at", pa.timestamp("us", tz="UTC")), ("run_id", pa.string()), ("action", pa.string()),
     ("from_version", pa.string()), ("to_version", pa.string()), ("actor", pa.string()),
     ("reason", pa.string()), ("windows", pa.string()),
 ])
@@ -258,9 +258,9 @@ def decide_rollback(*, verdicts: list[dict], audit: list[dict], champion: str | 
         return {"action": "suppressed", "reason": reason, "to_version": None, "windows": windows}
 
     automatic = [a for a in audit if a["action"] == "rollback" and a["actor"] == AUTOMATIC]
-    last_auto = _ts(automatic[0]["at"]) if automatic else None
+    last_auto = _ts(automatic[0]["acted_at"]) if automatic else None
     rearmed = [a for a in audit if a["action"] == "rearmed"]
-    last_rearm = _ts(rearmed[0]["at"]) if rearmed else None
+    last_rearm = _ts(rearmed[0]["acted_at"]) if rearmed else None
     confirmed = f"{consecutive_windows} consecutive bad windows of {champion}"
     if not enabled:
         return held(f"{confirmed}; automatic rollback is off in the profile")
@@ -280,7 +280,7 @@ def decide_rollback(*, verdicts: list[dict], audit: list[dict], champion: str | 
 
 def _audit(wh, *, at, run_id: str, action: str, from_version, to_version, actor: str, reason: str,
            windows) -> dict:
-    row = {"at": _ts(at), "run_id": run_id, "action": action, "from_version": from_version,
+    row = {"acted_at": _ts(at), "run_id": run_id, "action": action, "from_version": from_version,
            "to_version": to_version, "actor": actor, "reason": reason, "windows": json.dumps(windows or [])}
     wh.load_arrow("rollback_audit", pa.Table.from_pylist([row], schema=AUDIT_SCHEMA))
     return row
@@ -374,7 +374,7 @@ def main(argv=None) -> int:
         with warehouse.connect(cfg["warehouse"]) as wh:
             wh.ensure_tables()
             for row in wh.run_sql_file("rollback_audit_recent", {"limit": args.limit}).to_pylist():
-                print(f"{row['at']:%Y-%m-%d %H:%M} {row['action']:<10} {row['from_version'] or '-':>6} -> "
+                print(f"{row['acted_at']:%Y-%m-%d %H:%M} {row['action']:<10} {row['from_version'] or '-':>6} -> "
                       f"{row['to_version'] or '-':<6} by {row['actor']}: {row['reason']}")
     return 0
 

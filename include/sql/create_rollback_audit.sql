@@ -1,7 +1,7 @@
 -- Closed-loop rollback audit (ml.monitoring_job): every automatic rollback, every rollback the
 -- policy held back (cooldown, disarmed, nothing safe to go back to) and every re-arm by a person.
 CREATE TABLE IF NOT EXISTS {dataset}.rollback_audit (
-  at TIMESTAMP,
+  acted_at TIMESTAMP,
   run_id STRING,
   action STRING,        -- rollback | suppressed | rearmed
   from_version STRING,

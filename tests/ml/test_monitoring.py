@@ -32,7 +32,7 @@ AHEAD = ["sensor_id", "date", "hour", "day_of_week", "is_holiday", "road_type", 
 
 
 @pytest.fixture
-def world(tmp_path):
+def monitored(tmp_path):
     """One landed day of 40 sensors (labels), three registered versions (champion v0003,
     previous v0002), a DuckDB warehouse."""
     bucket = tmp_path / "bucket"
@@ -60,10 +60,10 @@ def bad_scores(labels: np.ndarray, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 1, labels.size)
 
 
-def log_rows(world, *, start: dt.datetime, version: str, scores, path="head", latency=2.0, rows=None,
+def log_rows(monitored, *, start: dt.datetime, version: str, scores, path="head", latency=2.0, rows=None,
              date: str = DAY) -> pa.Table:
     """One served prediction per landed (sensor, hour) (or the first `rows`), within the hour from `start`."""
-    landed = world["landed"].slice(0, rows)
+    landed = monitored["landed"].slice(0, rows)
     n = landed.num_rows
     features = [json.dumps({k: v for k, v in r.items() if k in AHEAD}) for r in landed.select(AHEAD).to_pylist()]
     return pa.table({
@@ -78,27 +78,27 @@ def log_rows(world, *, start: dt.datetime, version: str, scores, path="head", la
     })
 
 
-def load(world, table: str, rows: pa.Table) -> None:
-    with warehouse.connect(world["warehouse"]) as wh:
+def load(monitored, table: str, rows: pa.Table) -> None:
+    with warehouse.connect(monitored["warehouse"]) as wh:
         wh.ensure_tables()
         wh.load_arrow(table, rows)
 
 
-def labels(world) -> np.ndarray:
-    return np.asarray(world["landed"].column("congested").to_pylist(), dtype=np.float64)
+def labels(monitored) -> np.ndarray:
+    return np.asarray(monitored["landed"].column("congested").to_pylist(), dtype=np.float64)
 
 
-def run_window(world, start: dt.datetime, *, rollback_on=("auc", "cost_weighted_error"), input_drift=None,
+def run_window(monitored, start: dt.datetime, *, rollback_on=("auc", "cost_weighted_error"), input_drift=None,
                slo=SLO) -> dict:
     return M.evaluate_window(
         start=start.isoformat(), end=(start + dt.timedelta(hours=1)).isoformat(), run_id=f"run-{start:%d%H}",
-        registry_config=world["registry"], warehouse_config=world["warehouse"], landing_uri=world["landing"],
+        registry_config=monitored["registry"], warehouse_config=monitored["warehouse"], landing_uri=monitored["landing"],
         schema_path=SCHEMA, evaluation=EVALUATION, drift_config={}, lookback_hours=1, slo=slo, quality=QUALITY,
         output_drift=OUTPUT, input_drift=input_drift or {"min_rows": 10**9}, rollback_on=list(rollback_on))
 
 
-def figures(world, start: dt.datetime) -> dict:
-    with warehouse.connect(world["warehouse"]) as wh:
+def figures(monitored, start: dt.datetime) -> dict:
+    with warehouse.connect(monitored["warehouse"]) as wh:
         rows = wh.query("SELECT * FROM prodml.monitoring_windows WHERE window_start = @s", {"s": start}).to_pylist()
     return {(r["model_version"], r["figure"], r["slice"]): r for r in rows}
 
@@ -109,14 +109,14 @@ def brute_auc(y, s) -> float:
                  / (pos.size * neg.size))
 
 
-def test_quality_figures_match_brute_force_overall_and_by_slice(world):
-    y = labels(world)
+def test_quality_figures_match_brute_force_overall_and_by_slice(monitored):
+    y = labels(monitored)
     scores = good_scores(y, seed=1)
-    load(world, "prediction_log", log_rows(world, start=T0, version="v0003", scores=scores))
+    load(monitored, "prediction_log", log_rows(monitored, start=T0, version="v0003", scores=scores))
     # predictions for a day whose labels have not landed: served, not labelled
-    load(world, "prediction_log", log_rows(world, start=T0, version="v0003", scores=scores, rows=30, date="2026-11-04"))
-    result = run_window(world, T0)
-    got = figures(world, T0)
+    load(monitored, "prediction_log", log_rows(monitored, start=T0, version="v0003", scores=scores, rows=30, date="2026-11-04"))
+    result = run_window(monitored, T0)
+    got = figures(monitored, T0)
     n = y.size
     assert got[("v0003", "requests", "all")]["value"] == n + 30 and got[("v0003", "labelled", "all")]["value"] == n
     assert got[("v0003", "auc", "all")]["value"] == pytest.approx(brute_auc(y, scores))
@@ -128,7 +128,7 @@ def test_quality_figures_match_brute_force_overall_and_by_slice(world):
     weights = np.where(y == 1, 5.0, 1.0)
     assert got[("v0003", "cost_weighted_error", "all")]["value"] == pytest.approx(
         (weights * (predicted != (y == 1))).sum() / weights.sum())
-    roads = np.asarray(world["landed"].column("road_type").to_pylist())
+    roads = np.asarray(monitored["landed"].column("road_type").to_pylist())
     for road in set(roads.tolist()):
         mask = roads == road
         row = got[("v0003", "auc", f"road_type={road}")]
@@ -138,82 +138,82 @@ def test_quality_figures_match_brute_force_overall_and_by_slice(world):
     assert got[("v0003", "auc", "all")]["threshold"] == 0.70 and not got[("v0003", "auc", "all")]["breached"]
     assert result["verdict"] == 0.0 and got[("v0003", "window_bad", "all")]["value"] == 0.0
     # a rerun replaces the window's rows, it never duplicates them
-    run_window(world, T0)
-    with warehouse.connect(world["warehouse"]) as wh:
+    run_window(monitored, T0)
+    with warehouse.connect(monitored["warehouse"]) as wh:
         assert wh.query("SELECT COUNT(*) AS n FROM prodml.monitoring_windows").column("n")[0].as_py() == len(got)
 
 
-def test_slo_breaches_are_stored_and_alerted_new_then_recurring(world):
-    y = labels(world)
+def test_slo_breaches_are_stored_and_alerted_new_then_recurring(monitored):
+    y = labels(monitored)
     n = 200
     paths = ["fallback" if i % 20 == 0 else "tail" for i in range(n)]  # 5 % not answered by a model
     latency = [300.0 if i % 10 == 0 else 3.0 for i in range(n)]  # p99 far above 50 ms
     for hour in range(2):
-        load(world, "prediction_log", log_rows(world, start=T0 + dt.timedelta(hours=hour), version="v0003",
+        load(monitored, "prediction_log", log_rows(monitored, start=T0 + dt.timedelta(hours=hour), version="v0003",
                                                scores=good_scores(y, 2), path=paths, latency=latency, rows=n))
-    first = run_window(world, T0)
-    got = figures(world, T0)
+    first = run_window(monitored, T0)
+    got = figures(monitored, T0)
     assert got[("v0003", "error_rate", "all")]["value"] == pytest.approx(0.05)
     assert got[("v0003", "error_rate", "all")]["breached"] and got[("v0003", "latency_p99_ms", "all")]["breached"]
     assert got[("v0003", "latency_p50_ms", "all")]["value"] == pytest.approx(3.0)
     assert "v0003:error_rate[all]" in first["breaches"]
     assert first["verdict"] == 0.0  # SLOs are not in the rollback figures: alerted, not rolled back
-    run_window(world, T0 + dt.timedelta(hours=1))
-    with warehouse.connect(world["warehouse"]) as wh:
+    run_window(monitored, T0 + dt.timedelta(hours=1))
+    with warehouse.connect(monitored["warehouse"]) as wh:
         rows = wh.run_sql_file("recent_alerts", {"limit": 100}).to_pylist()
     slo_alerts = [r for r in rows if r["source"] == "monitoring.error_rate" and "v0003" in r["message"]]
     assert sorted(r["is_new"] for r in slo_alerts) == [False, True]  # the second is the same kind of error
     # in the rollback figures, the same breach makes the window bad
-    assert run_window(world, T0, rollback_on=["error_rate"])["verdict"] == 1.0
+    assert run_window(monitored, T0, rollback_on=["error_rate"])["verdict"] == 1.0
 
 
-def test_a_thin_window_is_stored_not_judged(world):
-    y = labels(world)
-    load(world, "prediction_log", log_rows(world, start=T0, version="v0003", scores=bad_scores(y, 3), rows=20,
+def test_a_thin_window_is_stored_not_judged(monitored):
+    y = labels(monitored)
+    load(monitored, "prediction_log", log_rows(monitored, start=T0, version="v0003", scores=bad_scores(y, 3), rows=20,
                                            path="fallback", latency=900.0))
-    result = run_window(world, T0)
-    got = figures(world, T0)
+    result = run_window(monitored, T0)
+    got = figures(monitored, T0)
     assert got[("v0003", "error_rate", "all")]["value"] == 1.0 and got[("v0003", "error_rate", "all")]["threshold"] is None
     assert not any(r["breached"] for r in got.values())
     assert result["verdict"] is None and got[("v0003", "window_bad", "all")]["value"] is None  # no evidence
 
 
-def test_output_drift_against_the_batch_predictions_of_the_same_keys(world):
-    y = labels(world)
+def test_output_drift_against_the_batch_predictions_of_the_same_keys(monitored):
+    y = labels(monitored)
     scores = good_scores(y, 4)
-    landed = world["landed"]
-    load(world, "predictions", pa.table({
+    landed = monitored["landed"]
+    load(monitored, "predictions", pa.table({
         "target_date": pa.array([dt.date.fromisoformat(DAY)] * y.size, pa.date32()),
         "sensor_id": landed.column("sensor_id").cast(pa.string()), "hour": landed.column("hour").cast(pa.int64()),
         "road_type": landed.column("road_type").cast(pa.string()), "score": pa.array(scores),
         "predicted_congested": pa.array((scores >= 1 / 6).astype(np.int64)), "model_version": ["v0003"] * y.size,
         "run_id": ["batch"] * y.size,
         "predicted_at": pa.array([T0] * y.size, pa.timestamp("us", tz="UTC"))}))
-    load(world, "prediction_log", log_rows(world, start=T0, version="v0003", scores=scores))  # head hits
+    load(monitored, "prediction_log", log_rows(monitored, start=T0, version="v0003", scores=scores))  # head hits
     shifted = np.clip(scores + 0.3, 0, 1)
-    load(world, "prediction_log", log_rows(world, start=T0 + dt.timedelta(hours=1), version="v0003", scores=shifted))
-    run_window(world, T0)
-    run_window(world, T0 + dt.timedelta(hours=1))
-    same, drifted = figures(world, T0), figures(world, T0 + dt.timedelta(hours=1))
+    load(monitored, "prediction_log", log_rows(monitored, start=T0 + dt.timedelta(hours=1), version="v0003", scores=shifted))
+    run_window(monitored, T0)
+    run_window(monitored, T0 + dt.timedelta(hours=1))
+    same, drifted = figures(monitored, T0), figures(monitored, T0 + dt.timedelta(hours=1))
     assert same[("v0003", "output_ks", "all")]["value"] == pytest.approx(0.0)
     assert not same[("v0003", "output_ks", "all")]["breached"]
     assert drifted[("v0003", "output_ks", "all")]["breached"] and drifted[("v0003", "output_mean_shift", "all")]["breached"]
     assert drifted[("v0003", "output_mean_shift", "all")]["value"] == pytest.approx(abs(shifted.mean() - scores.mean()))
 
 
-def test_input_drift_of_served_instances_against_the_champion_reference(world):
+def test_input_drift_of_served_instances_against_the_champion_reference(monitored):
     from ml import drift
 
-    files = storage.glob(world["landing"] + f"/dt={DAY}/*.csv")
-    drift.store_reference(world["models"], "v0003", files, SCHEMA, {})
-    y = labels(world)
-    load(world, "prediction_log", log_rows(world, start=T0, version="v0003", scores=good_scores(y, 5)))
+    files = storage.glob(monitored["landing"] + f"/dt={DAY}/*.csv")
+    drift.store_reference(monitored["models"], "v0003", files, SCHEMA, {})
+    y = labels(monitored)
+    load(monitored, "prediction_log", log_rows(monitored, start=T0, version="v0003", scores=good_scores(y, 5)))
     overrides = {"features": {"sensor_id": {"monitor": False}, "hour": {"monitor": False}}}
-    run_window(world, T0, input_drift={"min_rows": 100, "drift": overrides})
-    got = figures(world, T0)
+    run_window(monitored, T0, input_drift={"min_rows": 100, "drift": overrides})
+    got = figures(monitored, T0)
     assert got[("all", "input_rows", "all")]["value"] == y.size  # distinct instances
     assert got[("all", "input_drifted_share", "all")]["value"] == 0.0  # served the training day itself
-    with warehouse.connect(world["warehouse"]) as wh:
+    with warehouse.connect(monitored["warehouse"]) as wh:
         scored = wh.query("SELECT feature, metric, value, breached FROM prodml.drift_scores WHERE run_id = 'run-0300'"
                           ).to_pylist()
     assert {"road_type", "forecast_temp_c", "lanes"} <= {r["feature"] for r in scored}  # every score stored
@@ -224,13 +224,13 @@ def test_input_drift_of_served_instances_against_the_champion_reference(world):
     assert missing and missing[0]["value"] == 1.0 and not missing[0]["breached"]
 
 
-def test_bandit_rewards_once_per_labelled_date(world, tmp_path):
-    y = labels(world)
-    load(world, "prediction_log", log_rows(world, start=T0, version="v0003", scores=good_scores(y, 6)))
-    load(world, "prediction_log", log_rows(world, start=T0, version="v0002", scores=bad_scores(y, 7)))
-    state = world["bucket"] + "/serving/bandit.json"
-    args = {"until": (T0 + dt.timedelta(hours=1)).isoformat(), "label_days": 3, "registry_config": world["registry"],
-            "warehouse_config": world["warehouse"], "landing_uri": world["landing"], "schema_path": SCHEMA,
+def test_bandit_rewards_once_per_labelled_date(monitored, tmp_path):
+    y = labels(monitored)
+    load(monitored, "prediction_log", log_rows(monitored, start=T0, version="v0003", scores=good_scores(y, 6)))
+    load(monitored, "prediction_log", log_rows(monitored, start=T0, version="v0002", scores=bad_scores(y, 7)))
+    state = monitored["bucket"] + "/serving/bandit.json"
+    args = {"until": (T0 + dt.timedelta(hours=1)).isoformat(), "label_days": 3, "registry_config": monitored["registry"],
+            "warehouse_config": monitored["warehouse"], "landing_uri": monitored["landing"], "schema_path": SCHEMA,
             "threshold": 1 / 6, "state_uri": state, "challengers": ["v0002"], "floor": 0.05,
             "guard_probability": 0.99, "guard_min_rewards": 200}
     first = M.update_bandit(**args)
@@ -240,54 +240,54 @@ def test_bandit_rewards_once_per_labelled_date(world, tmp_path):
     assert bandit.arms["v0003"]["successes"] == right and bandit.rewards("v0003") == y.size
     assert bandit.arms["v0002"]["stopped"] is not None  # random scores: clearly worse after 960 rewards
     assert M.update_bandit(**args)["applied"] == []  # the date's labels count once
-    with warehouse.connect(world["warehouse"]) as wh:
+    with warehouse.connect(monitored["warehouse"]) as wh:
         rows = wh.query("SELECT version, share, stopped FROM prodml.bandit_shares ORDER BY version").to_pylist()
         guard = wh.query("SELECT COUNT(*) AS n FROM prodml.alerts WHERE source = 'bandit.guard'").column("n")[0]
     assert [(r["version"], r["stopped"]) for r in rows] == [("v0002", True), ("v0003", False)]
     assert rows[1]["share"] == 1.0 and guard.as_py() == 1
 
 
-def _judge_and_act(world, end: dt.datetime, *, cooldown_hours=24.0) -> dict:
-    decision = M.check_rollback(window_end=end.isoformat(), run_id=f"run-{end:%d%H}", registry_config=world["registry"],
-                                warehouse_config=world["warehouse"], consecutive_windows=3,
+def _judge_and_act(monitored, end: dt.datetime, *, cooldown_hours=24.0) -> dict:
+    decision = M.check_rollback(window_end=end.isoformat(), run_id=f"run-{end:%d%H}", registry_config=monitored["registry"],
+                                warehouse_config=monitored["warehouse"], consecutive_windows=3,
                                 cooldown_hours=cooldown_hours, enabled=True, now=end)
     if decision["action"] == "rollback":
-        M.execute_rollback(decision=decision, run_id=f"run-{end:%d%H}", registry_config=world["registry"],
-                           warehouse_config=world["warehouse"], now=end)
+        M.execute_rollback(decision=decision, run_id=f"run-{end:%d%H}", registry_config=monitored["registry"],
+                           warehouse_config=monitored["warehouse"], now=end)
     return decision
 
 
-def _serve_and_judge(world, hour: int, version: str, good: bool) -> dict:
-    y = labels(world)
+def _serve_and_judge(monitored, hour: int, version: str, good: bool) -> dict:
+    y = labels(monitored)
     start = T0 + dt.timedelta(hours=hour)
     scores = good_scores(y, hour) if good else bad_scores(y, hour)
-    load(world, "prediction_log", log_rows(world, start=start, version=version, scores=scores))
-    run_window(world, start)
-    return _judge_and_act(world, start + dt.timedelta(hours=1))
+    load(monitored, "prediction_log", log_rows(monitored, start=start, version=version, scores=scores))
+    run_window(monitored, start)
+    return _judge_and_act(monitored, start + dt.timedelta(hours=1))
 
 
-def test_closed_loop_rolls_back_once_then_holds_no_flapping(world):
-    models = world["models"]
+def test_closed_loop_rolls_back_once_then_holds_no_flapping(monitored):
+    models = monitored["models"]
     assert models.aliases() == {"champion": "v0003", "previous": "v0002"}
     # ok, bad, bad, bad → one rollback, on the third bad window
-    actions = [_serve_and_judge(world, h, "v0003", good)["action"] for h, good in enumerate([True, False, False, False])]
+    actions = [_serve_and_judge(monitored, h, "v0003", good)["action"] for h, good in enumerate([True, False, False, False])]
     assert actions == ["none", "none", "none", "rollback"]
     assert models.aliases() == {"champion": "v0002", "previous": "v0003"}
     # the restored champion goes bad too, inside the cooldown: confirmed, but held
-    held = [_serve_and_judge(world, h, "v0002", False) for h in (4, 5, 6)]
+    held = [_serve_and_judge(monitored, h, "v0002", False) for h in (4, 5, 6)]
     assert [d["action"] for d in held] == ["none", "none", "suppressed"] and "cooldown" in held[-1]["reason"]
     assert models.aliases()["champion"] == "v0002"
     # after the cooldown: still held, automatic rollback disarmed itself until a person re-arms it
     later = T0 + dt.timedelta(hours=4 + 25)
-    disarmed = _judge_and_act(world, later)
+    disarmed = _judge_and_act(monitored, later)
     assert disarmed["action"] == "suppressed" and "re-arms" in disarmed["reason"]
-    M.rearm(actor="alice", reason="v0002 investigated", warehouse_config=world["warehouse"],
+    M.rearm(actor="alice", reason="v0002 investigated", warehouse_config=monitored["warehouse"],
             at=later + dt.timedelta(seconds=30))
-    rearmed = _judge_and_act(world, later + dt.timedelta(minutes=1))
+    rearmed = _judge_and_act(monitored, later + dt.timedelta(minutes=1))
     # going back would restore v0003, the version the loop removed: held for a person to decide
     assert rearmed["action"] == "suppressed" and "v0003" in rearmed["reason"]
     assert [h["action"] for h in models.history()].count("rollback") == 1
-    with warehouse.connect(world["warehouse"]) as wh:
+    with warehouse.connect(monitored["warehouse"]) as wh:
         audit = wh.run_sql_file("rollback_audit_recent", {"limit": 50}).to_pylist()[::-1]
         alerts = wh.query("SELECT source FROM prodml.alerts").column("source").to_pylist()
     assert [a["action"] for a in audit] == ["rollback", "suppressed", "suppressed", "rearmed", "suppressed"]
@@ -297,27 +297,27 @@ def test_closed_loop_rolls_back_once_then_holds_no_flapping(world):
     assert "registry.rollback" in alerts and "monitoring.rollback_held" in alerts and "monitoring.window_bad" in alerts
 
 
-def test_windows_without_evidence_do_not_break_or_count_towards_a_streak(world):
-    assert _serve_and_judge(world, 0, "v0003", False)["action"] == "none"
-    assert _serve_and_judge(world, 1, "v0003", False)["action"] == "none"
-    run_window(world, T0 + dt.timedelta(hours=2))  # no traffic at all
-    assert _judge_and_act(world, T0 + dt.timedelta(hours=3))["action"] == "none"
-    assert _serve_and_judge(world, 3, "v0003", False)["action"] == "rollback"
+def test_windows_without_evidence_do_not_break_or_count_towards_a_streak(monitored):
+    assert _serve_and_judge(monitored, 0, "v0003", False)["action"] == "none"
+    assert _serve_and_judge(monitored, 1, "v0003", False)["action"] == "none"
+    run_window(monitored, T0 + dt.timedelta(hours=2))  # no traffic at all
+    assert _judge_and_act(monitored, T0 + dt.timedelta(hours=3))["action"] == "none"
+    assert _serve_and_judge(monitored, 3, "v0003", False)["action"] == "rollback"
 
 
-def test_a_retried_rollback_does_not_flip_back(world):
+def test_a_retried_rollback_does_not_flip_back(monitored):
     for hour in range(3):  # the third bad window rolls v0003 back to v0002 (run run-0303)
-        _serve_and_judge(world, hour, "v0003", False)
-    assert world["models"].aliases()["champion"] == "v0002"
+        _serve_and_judge(monitored, hour, "v0003", False)
+    assert monitored["models"].aliases()["champion"] == "v0002"
     decision = {"action": "rollback", "reason": "test", "from_version": "v0003", "to_version": "v0002", "windows": []}
-    retried = M.execute_rollback(decision=decision, run_id="run-0303", registry_config=world["registry"],
-                                 warehouse_config=world["warehouse"], now=T0 + dt.timedelta(hours=3))
-    assert retried["rolled_back"] and world["models"].aliases()["champion"] == "v0002"  # not flipped to v0003
+    retried = M.execute_rollback(decision=decision, run_id="run-0303", registry_config=monitored["registry"],
+                                 warehouse_config=monitored["warehouse"], now=T0 + dt.timedelta(hours=3))
+    assert retried["rolled_back"] and monitored["models"].aliases()["champion"] == "v0002"  # not flipped to v0003
     stale = M.execute_rollback(decision={**decision, "from_version": "v0001", "to_version": "v0003"}, run_id="run-x",
-                               registry_config=world["registry"], warehouse_config=world["warehouse"], now=T0)
-    assert not stale["rolled_back"] and world["models"].aliases()["champion"] == "v0002"  # the champion moved on
-    with warehouse.connect(world["warehouse"]) as wh:
-        audit = wh.query("SELECT action, run_id FROM prodml.rollback_audit ORDER BY at").to_pylist()
+                               registry_config=monitored["registry"], warehouse_config=monitored["warehouse"], now=T0)
+    assert not stale["rolled_back"] and monitored["models"].aliases()["champion"] == "v0002"  # the champion moved on
+    with warehouse.connect(monitored["warehouse"]) as wh:
+        audit = wh.query("SELECT action, run_id FROM prodml.rollback_audit ORDER BY acted_at").to_pylist()
     assert audit == [{"action": "suppressed", "run_id": "run-x"}, {"action": "rollback", "run_id": "run-0303"}]
 
 
@@ -335,7 +335,7 @@ def test_a_retried_rollback_does_not_flip_back(world):
 ])
 def test_rollback_policy(verdicts, audit, enabled, expected):
     now = T0
-    rows = [{"action": a, "actor": who, "at": now + dt.timedelta(hours=h), "from_version": v}
+    rows = [{"action": a, "actor": who, "acted_at": now + dt.timedelta(hours=h), "from_version": v}
             for a, who, h, v in audit]
     decision = M.decide_rollback(verdicts=[{"window_end": now, "breached": b} for b in verdicts], audit=rows,
                                  champion="v0002", previous="v0001", now=now, consecutive_windows=3,
@@ -373,10 +373,10 @@ model.mkdir()
 models = registry.connect(cfg["registry"])
 for _ in range(3):
     models.promote(models.register(model, {{}}), reason="test")
-world = {{"landed": landed, "warehouse": cfg["warehouse"]}}
+monitored = {{"landed": landed, "warehouse": cfg["warehouse"]}}
 for h in range(3):
-    T.load(world, "prediction_log", T.log_rows(world, start=T.T0 + dt.timedelta(hours=h), version="v0003",
-                                               scores=T.bad_scores(T.labels(world), h)))
+    T.load(monitored, "prediction_log", T.log_rows(monitored, start=T.T0 + dt.timedelta(hours=h), version="v0003",
+                                               scores=T.bad_scores(T.labels(monitored), h)))
 dag = airflow_env.get_dag("monitoring")
 states = []
 for h in range(1, 4):
