@@ -18,7 +18,7 @@ from tests.gcp import emulators
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "deploy_composer.py"
-DAG_IDS = {"static_training", "dynamic_training", "batch_prediction", "rollback"}
+DAG_IDS = {"static_training", "dynamic_training", "batch_prediction", "rollback", "monitoring"}
 
 
 @pytest.fixture(scope="module")

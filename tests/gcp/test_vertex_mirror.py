@@ -127,7 +127,7 @@ def test_gcp_dags_mirror_after_every_alias_move_and_local_ones_do_not(tmp_path):
 
     probe = ("import json; from scripts import airflow_env; airflow_env.apply(airflow_home={!r});"
              "out = {{}}\n"
-             "for d in ('static_training', 'dynamic_training', 'rollback'):\n"
+             "for d in ('static_training', 'dynamic_training', 'rollback', 'monitoring'):\n"
              "    from airflow.dag_processing.dagbag import DagBag\n"
              "    bag = DagBag(dag_folder=str(airflow_env.ROOT / 'dags' / (d + '.py')))\n"
              "    assert not bag.import_errors, bag.import_errors\n"
@@ -142,5 +142,5 @@ def test_gcp_dags_mirror_after_every_alias_move_and_local_ones_do_not(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         seen[profile] = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen["gcp"] == {"static_training": ["keep", "promote"], "dynamic_training": ["keep", "promote"],
-                           "rollback": ["move_champion_back"]}
-    assert seen["local"] == {"static_training": None, "dynamic_training": None, "rollback": None}
+                           "rollback": ["move_champion_back"], "monitoring": ["roll_back"]}
+    assert seen["local"] == {"static_training": None, "dynamic_training": None, "rollback": None, "monitoring": None}
