@@ -55,7 +55,7 @@ def peakedness(counts: Iterable[int]) -> float | None:
         return None
     if len(values) == 1:
         return 1.0
-    return max(0.0, 1.0 - entropy(values) / math.log(len(values)))
+    return max(0.0, round(1.0 - entropy(values) / math.log(len(values)), 12))  # 0, not 1e-15, when even
 
 
 def ranked(counts: Mapping) -> list:
