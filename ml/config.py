@@ -21,8 +21,12 @@ class ConfigError(ValueError):
     pass
 
 
-def _defaults() -> dict[str, str]:
-    return {"PRODML_DATA": str(PROJECT_ROOT / ".prodml"), "PRODML_HOME": str(PROJECT_ROOT)}
+def _defaults(profile: str) -> dict[str, str]:
+    """Each profile gets a data root of its own (`.prodml` for `local`, `.prodml/<profile>` for any
+    other), so a second data set never mixes its registry, warehouse or artifacts with the first;
+    $PRODML_DATA, or paths the profile spells out, say otherwise."""
+    data = PROJECT_ROOT / ".prodml" if profile == DEFAULT_PROFILE else PROJECT_ROOT / ".prodml" / profile
+    return {"PRODML_DATA": str(data), "PRODML_HOME": str(PROJECT_ROOT)}
 
 
 def _expand(value, env: dict[str, str], where: str):
@@ -48,15 +52,36 @@ def profile_name() -> str:
     return os.environ.get("PRODML_PROFILE", DEFAULT_PROFILE)
 
 
-def load(profile: str | None = None) -> dict:
-    """Return the expanded configuration of `profile` (default: $PRODML_PROFILE or 'local')."""
+def profile_path(profile: str | None = None) -> Path:
+    """The profile file: $PRODML_CONFIG (a YAML file anywhere) when set and no profile is named,
+    else include/config/<profile>.yaml (profile default: $PRODML_PROFILE or 'local')."""
+    if profile is None and os.environ.get("PRODML_CONFIG"):
+        path = Path(os.environ["PRODML_CONFIG"]).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"PRODML_CONFIG={os.environ['PRODML_CONFIG']}: no such profile file")
+        return path
     profile = profile or profile_name()
     path = PROJECT_ROOT / "include" / "config" / f"{profile}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise ConfigError(f"unknown profile {profile!r}: no {path} (known: {', '.join(known)})")
-    raw = yaml.safe_load(path.read_text())
-    env = {**_defaults(), **os.environ}
-    config = _expand(raw, env, profile)
-    config["schema_path"] = str(PROJECT_ROOT / config["schema"])
+        raise ConfigError(f"unknown profile {profile!r}: no {path} (known: {', '.join(known)}; "
+                          "or point PRODML_CONFIG at a profile file)")
+    return path
+
+
+def load(profile: str | None = None) -> dict:
+    """Return the expanded configuration of `profile` (default: $PRODML_CONFIG's file, else
+    $PRODML_PROFILE or 'local'). A relative `schema:` is looked up beside the profile file first,
+    then in the project."""
+    path = profile_path(profile)
+    raw = yaml.safe_load(path.read_text()) or {}
+    name = str(raw.get("profile") or path.stem)
+    env = {**_defaults(name), **os.environ}
+    config = _expand(raw, env, name)
+    config["profile"] = name
+    if "schema" not in config:
+        raise ConfigError(f"{path}: no `schema:` (the feature contract of the data set)")
+    beside = path.parent / config["schema"]
+    config["schema_path"] = str(beside if beside.is_file() else PROJECT_ROOT / config["schema"])
+    config["profile_path"] = str(path)
     return config

@@ -38,3 +38,24 @@ def test_unknown_profile_is_a_clear_error():
 def test_missing_variable_without_default_is_named(monkeypatch, tmp_path):
     with pytest.raises(config.ConfigError, match=r"\$\{UNSET_VAR_X\}"):
         config._expand({"a": "${UNSET_VAR_X}"}, {}, "cfg")
+
+
+def test_a_profile_file_anywhere_gets_its_own_data_root(monkeypatch, tmp_path):
+    from ml import config
+
+    (tmp_path / "census.yaml").write_text(
+        "profile: census\nschema: census_schema.yaml\nstorage:\n  bucket: file://${PRODML_DATA}/bucket\n"
+        "registry:\n  kind: local\n  root: ${PRODML_DATA}/registry\n")
+    (tmp_path / "census_schema.yaml").write_text("features: []\n")
+    monkeypatch.delenv("PRODML_DATA", raising=False)
+    monkeypatch.setenv("PRODML_CONFIG", str(tmp_path / "census.yaml"))
+    loaded = config.load()
+    assert loaded["profile"] == "census" and loaded["profile_path"] == str(tmp_path / "census.yaml")
+    assert loaded["schema_path"] == str(tmp_path / "census_schema.yaml")  # beside the profile file
+    own = config.PROJECT_ROOT / ".prodml" / "census"
+    assert loaded["registry"]["root"] == f"{own}/registry"
+    local = config.load("local")  # a named profile still comes from include/config
+    assert local["registry"]["root"] == f"{config.PROJECT_ROOT / '.prodml'}/registry"
+    monkeypatch.setenv("PRODML_CONFIG", str(tmp_path / "missing.yaml"))
+    with pytest.raises(config.ConfigError, match="PRODML_CONFIG=.*missing.yaml: no such profile file"):
+        config.load()
