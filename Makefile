@@ -60,10 +60,11 @@ airflow: venv
 
 # A shell with the environment every target here uses (AIRFLOW_HOME, dags, plugins, the venv on
 # PATH): the README's `airflow ...` and `python -m ml...` commands work in it. `exit` leaves it.
+# The venv goes first on PATH again after ~/.bashrc (pyenv or conda set-ups put their own python first).
 shell: venv
 	@mkdir -p $(AIRFLOW_HOME)
 	@echo "prodml shell: AIRFLOW_HOME=$(AIRFLOW_HOME), the venv's airflow and python on PATH; exit to leave"
-	@bash --rcfile <(echo '[ -f ~/.bashrc ] && . ~/.bashrc; PS1="(prodml) $$PS1"') -i
+	@bash --rcfile <(echo '[ -f ~/.bashrc ] && . ~/.bashrc; PATH="$(CURDIR)/$(VENV)/bin:$$PATH"; PS1="(prodml) $$PS1"') -i
 
 # The prediction service (ml.serving; README "Serving") on http://127.0.0.1:$PRODML_SERVE_PORT
 # (default 8000). API keys from PRODML_API_KEYS, else a key generated once into .prodml/serving/api_key.

@@ -36,13 +36,19 @@ def _healthy(port: int) -> bool:
 
 
 def test_make_shell_has_the_project_airflow_environment(tmp_path):
+    # a ~/.bashrc that puts another python first on PATH, as pyenv's or conda's set-up does
+    (tmp_path / "other-bin").mkdir()
+    (tmp_path / ".bashrc").write_text(f'export PATH="{tmp_path}/other-bin:$PATH"\n')
+    for tool in ("python", "airflow"):
+        (tmp_path / "other-bin" / tool).write_text("#!/bin/sh\necho not the venv\n")
+        (tmp_path / "other-bin" / tool).chmod(0o755)
     result = subprocess.run(
         [*MAKE, "shell", f"AIRFLOW_HOME={tmp_path}/home"], cwd=ROOT, capture_output=True, text=True, timeout=60,
-        input='echo "home=$AIRFLOW_HOME dags=$AIRFLOW__CORE__DAGS_FOLDER"; command -v airflow\n',
-        env={**os.environ, "HOME": str(tmp_path)})  # no personal ~/.bashrc in the way
+        input='echo "home=$AIRFLOW_HOME dags=$AIRFLOW__CORE__DAGS_FOLDER"; command -v airflow python\n',
+        env={**os.environ, "HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert f"home={tmp_path}/home dags={ROOT}/dags" in result.stdout
-    assert f"{ROOT}/.venv/bin/airflow" in result.stdout
+    assert f"{ROOT}/.venv/bin/airflow\n{ROOT}/.venv/bin/python\n" in result.stdout
 
 
 def test_list_runs_as_json_prints_only_json(airflow_db):
