@@ -1,10 +1,11 @@
 """Run the benchmarks (`make bench`): each measures prodml's code path and its baseline in the same
 run, prints a table (baseline, ours, ratio, rows/s) and writes benchmarks/results/<name>.json.
 
-    python -m benchmarks.run [--only B1,B2,B3,B4,drift] [--rows N] [--repeat N]
+    python -m benchmarks.run [--only B1,B2,B3,B4,B5,drift] [--rows N] [--repeat N]
 
 B1 input pipeline (ml.trainer.make_dataset), B2 Beam transform (ml.transform), B3 DAG parsing
-(dags/), B4 batch prediction (ml.prediction_job → DuckDB), drift (benchmarks.drift_bench),
+(dags/), B4 batch prediction (ml.prediction_job → DuckDB), B5 online serving (ml.serving under a
+bounded open-loop load, benchmarks.serving_bench), drift (benchmarks.drift_bench),
 validate (benchmarks.validate_bench: 1M rows, and peak memory on 10M).
 `--rows` overrides the row count of B1, B2, B4 and of drift's scale case (1M x 20 by default;
 defaults are sized to finish everything in under 10 minutes on 2 cores). Simulated data is
@@ -23,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks.common import RESULTS, machine  # noqa: E402
 
-ALL = ("B1", "B2", "B3", "B4", "drift", "validate")
+ALL = ("B1", "B2", "B3", "B4", "B5", "drift", "validate")
 DEFAULT_ROWS = {"B1": 240_000, "B2": 120_000, "B4": 120_000}
 
 
@@ -51,6 +52,12 @@ def _b4(rows, repeat):
     return batch_prediction.run(rows=rows or DEFAULT_ROWS["B4"], repeat=repeat)
 
 
+def _b5(rows, repeat):
+    from benchmarks import serving_bench
+
+    return serving_bench.run(log_repeat=max(repeat, 3))
+
+
 def _drift(rows, repeat):
     from benchmarks import drift_bench
 
@@ -63,7 +70,7 @@ def _validate(rows, repeat):
     return validate_bench.run(rows=rows or 1_000_000)
 
 
-RUNNERS = {"B1": _b1, "B2": _b2, "B3": _b3, "B4": _b4, "drift": _drift, "validate": _validate}
+RUNNERS = {"B1": _b1, "B2": _b2, "B3": _b3, "B4": _b4, "B5": _b5, "drift": _drift, "validate": _validate}
 
 
 def main(argv=None) -> dict:

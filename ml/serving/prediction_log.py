@@ -13,7 +13,6 @@ Late labels join on `prediction_id` (monitoring: residuals, AUC by slice; bandit
 from __future__ import annotations
 
 import collections
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -47,23 +46,32 @@ def features_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def to_table(entries: list[tuple]) -> pa.Table:
-    """(prediction_id, served_at, instance, model_version, path, latency_ms, score) tuples → rows."""
-    columns = {name: [] for name in SCHEMA.names}
-    for prediction_id, served_at, instance, model_version, path, latency_ms, score in entries:
-        text = features_json(instance)
-        columns["prediction_id"].append(prediction_id)
-        columns["served_at"].append(served_at)
-        columns["sensor_id"].append(instance.get("sensor_id"))
-        columns["date"].append(instance.get("date"))
-        columns["hour"].append(instance.get("hour"))
-        columns["features_hash"].append(features_hash(text))
-        columns["features"].append(text)
-        columns["model_version"].append(model_version)
-        columns["path"].append(path)
-        columns["latency_ms"].append(latency_ms)
-        columns["score"].append(score)
-    return pa.table(columns, schema=SCHEMA)
+def to_table(entries: list[tuple], chunk: int = 64, pause_s: float = 0.0002) -> pa.Table:
+    """(prediction_id, served_at_us, instance, model_version, path, latency_ms, score) tuples → rows;
+    `served_at_us`: microseconds since the epoch (UTC), cheaper to take on the request path than a
+    datetime. Built `chunk` rows at a time (under a millisecond of Python), sleeping `pause_s` in
+    between: the sleep hands the GIL to the event loop thread, which would otherwise wait up to
+    Python's 5 ms switch interval behind a flush (measured: p99 of head hits ×4 at 1000/s)."""
+    tables = []
+    for start in range(0, len(entries), chunk):
+        ids, served, instances, versions, paths, latencies, scores = zip(*entries[start:start + chunk], strict=True)
+        texts = [features_json(inst) for inst in instances]
+        tables.append(pa.table([
+            pa.array(ids, pa.string()),
+            pa.array(served, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            pa.array([inst.get("sensor_id") for inst in instances], pa.string()),
+            pa.array([inst.get("date") for inst in instances], pa.string()),
+            pa.array([inst.get("hour") for inst in instances], pa.int64()),
+            pa.array([features_hash(t) for t in texts], pa.string()),
+            pa.array(texts, pa.string()),
+            pa.array(versions, pa.string()),
+            pa.array(paths, pa.string()),
+            pa.array(latencies, pa.float64()),
+            pa.array(scores, pa.float64()),
+        ], schema=SCHEMA))
+        if pause_s:
+            time.sleep(pause_s)
+    return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
 
 class PredictionLogWriter:
@@ -166,5 +174,5 @@ class PredictionLogWriter:
         return len(entries)
 
 
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+def now_us() -> int:
+    return time.time_ns() // 1000

@@ -287,7 +287,7 @@ class Service:
                         scores[i], paths[i], versions[i] = score, "tail", version
         latency_s = time.perf_counter() - started
         latency_ms = round(latency_s * 1000, 3)
-        served_at = PL.now()
+        served_at = PL.now_us()
         predictions, entries, counts = [], [], collections.Counter()
         for i in range(n):
             prediction_id = uuid.uuid4().hex

@@ -29,7 +29,7 @@ class Settings:
     kill_switch_uri: str = ""         # <bucket>/serving/kill_switch.json
     fallback_uri: str = ""            # <bucket>/serving/fallback_rates.json
     fallback_window_days: int = 28
-    log_flush_rows: int = 500         # prediction log: flush at this many queued rows ...
+    log_flush_rows: int = 2000        # prediction log: flush at this many queued rows ...
     log_flush_s: float = 5.0          # ... or this often
     log_max_queue: int = 200_000      # rows held while the warehouse is unreachable (oldest dropped)
     challengers: tuple[str, ...] = ()  # registry versions served next to the champion (bandit)

@@ -5,8 +5,11 @@ serving child do (`ml.features.to_model_inputs`, then the `serve` signature on r
 transform is inside the model).
 
 `MicroBatcher` merges the tail rows of concurrent requests into one model call: the first waiting
-request opens a batch, which closes after `max_wait_ms` or at `max_batch` rows; the call runs on
-one worker thread, and the requests that arrive meanwhile form the next batch. Each queued item
+request opens a batch, which takes every row already queued, up to `max_batch`; with `max_wait_ms`
+> 0 it first stays open that long (or until `max_batch` rows wait) for more. The call runs on one
+worker thread, and the requests that arrive meanwhile form the next batch, so under load batches
+grow by themselves. (A model call costs about the same for 1 row as for 64: ~1 ms on the traffic
+model, so batching is where the tail's throughput comes from.) Each queued item
 carries the `LoadedModel` it was routed to, so a champion swapped in the middle (hot reload) never
 strands a request: the old model finishes the items routed to it, then is dropped.
 """
@@ -14,6 +17,7 @@ strands a request: the old model finishes the items routed to it, then is droppe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -82,11 +86,15 @@ class MicroBatcher:
         self.max_wait_s = max(0.0, float(max_wait_ms)) / 1000
         self.on_batch = on_batch  # callback(rows, seconds) for metrics
         self._queue: asyncio.Queue[_Item] | None = None
+        self._full: asyncio.Event | None = None
+        self._rows = 0  # rows queued, not yet taken into a batch
+        self._held = 0  # rows of the batch being held open
         self._task: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="prodml-model")
 
     def start(self) -> None:
         self._queue = asyncio.Queue()
+        self._full = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="prodml-micro-batcher")
 
     async def stop(self) -> None:
@@ -104,21 +112,27 @@ class MicroBatcher:
     async def score(self, model: LoadedModel, instances: list[dict]) -> np.ndarray:
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Item(model, instances, future))
+        self._rows += len(instances)
+        if self._rows + self._held >= self.max_batch:
+            self._full.set()
         return await future
 
     async def _collect(self) -> list[_Item]:
         first = await self._queue.get()
+        self._rows -= len(first.instances)
+        if self.max_wait_s > 0 and len(first.instances) + self._rows < self.max_batch:
+            # Hold the batch open for more rows: until max_wait, or until max_batch rows are queued.
+            self._full.clear()
+            self._held = len(first.instances)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), self.max_wait_s)
+            self._held = 0
+        else:
+            await asyncio.sleep(0)  # let requests the server has already read reach the queue
         batch, rows = [first], len(first.instances)
-        deadline = time.monotonic() + self.max_wait_s
-        while rows < self.max_batch:
-            if self._queue.empty():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                # Let the requests already accepted by the server reach the queue, then look again.
-                await asyncio.sleep(min(remaining, 0.0005))
-                continue
+        while rows < self.max_batch and not self._queue.empty():
             item = self._queue.get_nowait()
+            self._rows -= len(item.instances)
             batch.append(item)
             rows += len(item.instances)
         return batch

@@ -18,6 +18,7 @@ from benchmarks import (
     dag_parsing,
     input_pipeline,
     run,
+    serving_bench,
     validate_bench,
 )
 
@@ -85,6 +86,15 @@ def test_b4_batch_prediction(bench_dirs):
     report = result["trainer_bottleneck_report"]
     assert report["bound"] in ("input-bound", "compute-bound") and report["peak_rss_mb"] > 0
     assert all({"input_wait_s", "compute_s", "input_share"} <= set(e) for e in report["epochs"])
+
+
+def test_b5_serving(bench_dirs):
+    result = serving_bench.run(sensors=5, requests=60, rate=100, light_rate=50, log_repeat=1, model_rows=TINY)
+    _figures_ok(result)
+    runs = [result[k] for k in ("head", "tail", "head_light", "tail_light", "naive", "naive_light")]
+    assert all(r["errors"] == 0 for r in runs)
+    assert set(result["head"]["paths"]) == {"head"} and set(result["tail"]["paths"]) == {"tail"}
+    assert result["logged_rows"] > 0  # the prediction log reached the warehouse
 
 
 def test_runner_rejects_unknown_names():
