@@ -26,6 +26,7 @@ from prodml_airflow.defaults import default_args
 from prodml_airflow.promotion import champion_checkpoint, promotion
 from prodml_airflow.targets import google_cloud, transform_runner, vertex_trainer
 from prodml_airflow.tasks import beam_transform, file_set_sensor, train_model
+from prodml_airflow.tuned import trainer_flags, training_params
 from prodml_airflow.validation import DriftCheckOperator, ValidateDataOperator
 from prodml_airflow.vertex_mirror import vertex_mirror
 
@@ -123,9 +124,8 @@ def dynamic_training():
         "schema": CONFIG["schema_path"],
         "warm_start": "{{ ti.xcom_pull(task_ids='champion_checkpoint') or '' }}",
         "shuffle_labels": "{{ params.shuffle_labels }}",
-        "epochs": TRAINING["epochs"], "batch_size": TRAINING["batch_size"],
-        "learning_rate": TRAINING["learning_rate"],
-        "hidden_units": ",".join(str(u) for u in TRAINING["hidden_units"]),
+        # epochs, batch_size, learning_rate, hidden_units: the profile's, or the tuning DAG's best
+        **trainer_flags(training_params(training=TRAINING, best_uri=CONFIG["tuning"].get("best_uri"))),
     })
     [transform, champion_checkpoint(registry_config=CONFIG["registry"])] >> train
     tail = promotion(candidate=train.output, dates=window["dates"], reference_files=window["files"], layout=RUN,

@@ -14,6 +14,10 @@ do: template the fields that hold templates, and return the output URI the next 
   operator cannot pass the TPU topology a v5e machine needs.
 - `BeamModuleOperator(BeamRunPythonPipelineOperator)`: ml/transform.py launched with this
   worker's Python, the folder holding `ml` on the child's PYTHONPATH, returning the output URI.
+- `VertexTuningJobOperator(CreateHyperparameterTuningJobOperator)`: a Vertex AI hyperparameter
+  tuning job (Vizier) whose trial job is the trainer's CustomJob worker pool (same image, machine,
+  environment) running `python -m ml.trial`; `args` and the output folder are template fields, and
+  the SDK's parameter specs are built from the plain search space at execute time.
 """
 
 from __future__ import annotations
@@ -25,9 +29,33 @@ from collections.abc import Sequence
 
 from airflow.providers.apache.beam.operators.beam import BeamRunPythonPipelineOperator
 from airflow.providers.google.cloud.operators.vertex_ai.custom_job import CreateCustomJobOperator
+from airflow.providers.google.cloud.operators.vertex_ai.hyperparameter_tuning_job import (
+    CreateHyperparameterTuningJobOperator,
+)
 
 from prodml_airflow.operators import child_pythonpath, to_argv
 from prodml_airflow.targets import MachineSpec
+
+
+def worker_pool_spec(*, machine: MachineSpec, container_uri: str, module: str, argv: list[str], env: dict) -> dict:
+    """One replica of `python -m <module> <argv>` in `container_uri` on `machine` (a
+    google.cloud.aiplatform_v1.WorkerPoolSpec as a dict): the trainer's pool, shared by its CustomJob
+    and the trials of a tuning job."""
+    machine_spec = {"machine_type": machine.machine_type}
+    if machine.accelerator_type:
+        machine_spec |= {"accelerator_type": machine.accelerator_type, "accelerator_count": machine.accelerator_count}
+    if machine.tpu_topology:
+        machine_spec["tpu_topology"] = machine.tpu_topology
+    return {
+        "machine_spec": machine_spec,
+        "replica_count": 1,
+        "container_spec": {
+            "image_uri": container_uri,
+            "command": ["python", "-m", module],
+            "args": argv,
+            "env": [{"name": k, "value": str(v)} for k, v in sorted(env.items())],
+        },
+    }
 
 
 class VertexTrainingJobOperator(CreateCustomJobOperator):
@@ -59,23 +87,10 @@ class VertexTrainingJobOperator(CreateCustomJobOperator):
 
     def custom_job_request(self) -> dict:
         """The CustomJob (google.cloud.aiplatform_v1.CustomJob as a dict) from the rendered fields."""
-        machine_spec = {"machine_type": self.machine.machine_type}
-        if self.machine.accelerator_type:
-            machine_spec |= {"accelerator_type": self.machine.accelerator_type,
-                             "accelerator_count": self.machine.accelerator_count}
-        if self.machine.tpu_topology:
-            machine_spec["tpu_topology"] = self.machine.tpu_topology
         job_spec = {
-            "worker_pool_specs": [{
-                "machine_spec": machine_spec,
-                "replica_count": 1,
-                "container_spec": {
-                    "image_uri": self.container_uri,
-                    "command": ["python", "-m", self.module],
-                    "args": to_argv({**self.args, "output": self.output_uri}),
-                    "env": [{"name": k, "value": str(v)} for k, v in sorted(self.env.items())],
-                },
-            }],
+            "worker_pool_specs": [worker_pool_spec(machine=self.machine, container_uri=self.container_uri,
+                                                   module=self.module, env=self.env,
+                                                   argv=to_argv({**self.args, "output": self.output_uri}))],
             "base_output_directory": {"output_uri_prefix": self.output_uri},
         }
         if self.service_account:
@@ -113,3 +128,54 @@ class BeamModuleOperator(BeamRunPythonPipelineOperator):
         os.environ["PYTHONPATH"] = child_pythonpath(package=self.module.partition(".")[0])
         super().execute(context)
         return self.output_uri
+
+
+class VertexTuningJobOperator(CreateHyperparameterTuningJobOperator):
+    """A Vertex AI hyperparameter tuning job: Vizier proposes each trial's parameters from the trials
+    so far (`parallel_trial_count` at a time, `max_trial_count` in all) and passes them to the trial
+    container as `--<parameter>=<value>` after `args`. The trial container runs `python -m <module>`
+    (ml.trial: the trainer, then the eval-split score reported to the tuning service) on the trainer's
+    machine, image and environment. Each trial writes under `<base_output_dir>/<trial id>/` (Vertex's
+    AIP_MODEL_DIR is its `model/`). Returns the finished job as a dict (the provider's return value).
+
+    `search_space`: `ml.tuning.vertex_parameter_specs` (plain dicts, so the DAG stays serialisable);
+    the SDK's parameter spec objects are built at execute time."""
+
+    template_fields: Sequence[str] = (*CreateHyperparameterTuningJobOperator.template_fields, "args",
+                                      "base_output_dir", "container_uri", "service_account", "max_trial_count",
+                                      "parallel_trial_count")
+    template_fields_renderers = {"args": "json"}
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, module: str, args: dict, base_output_dir: str, container_uri: str, machine: MachineSpec,
+                 search_space: dict, metric: str, env: dict | None = None, labels: dict | None = None, **kwargs):
+        super().__init__(metric_spec={metric: "maximize"}, parameter_spec={}, worker_pool_specs=[],
+                         base_output_dir=base_output_dir, hyperparameter_tuning_job_labels=labels or {"app": "prodml"},
+                         custom_job_labels=labels or {"app": "prodml"}, **kwargs)
+        self.module = module
+        self.args = args
+        self.container_uri = container_uri
+        self.machine = machine
+        self.search_space = search_space
+        self.env = env or {}
+
+    def parameter_specs(self) -> dict:
+        from google.cloud.aiplatform import hyperparameter_tuning as hpt
+
+        specs = {}
+        for name, spec in self.search_space.items():
+            if spec["kind"] == "categorical":
+                specs[name] = hpt.CategoricalParameterSpec(values=spec["values"])
+            elif spec["kind"] == "double":
+                specs[name] = hpt.DoubleParameterSpec(min=spec["min"], max=spec["max"], scale=spec["scale"])
+            else:
+                specs[name] = hpt.IntegerParameterSpec(min=spec["min"], max=spec["max"], scale=spec["scale"])
+        return specs
+
+    def execute(self, context):
+        self.parameter_spec = self.parameter_specs()
+        self.worker_pool_specs = [worker_pool_spec(machine=self.machine, container_uri=self.container_uri,
+                                                   module=self.module, argv=to_argv(self.args), env=self.env)]
+        self.max_trial_count = int(self.max_trial_count)
+        self.parallel_trial_count = int(self.parallel_trial_count)
+        return super().execute(context)

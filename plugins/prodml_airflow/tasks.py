@@ -79,3 +79,43 @@ def file_set_sensor(*, task_id: str, landing_uri: str, timeout, google: GoogleCl
 
     return FileSensor(filepath=landing_uri.removeprefix("file://") + "/dt=*/_SUCCESS", fs_conn_id="fs_default",
                       **common)
+
+
+def train_runs(*, task_id: str, runs, vertex: VertexTrainer | None = None, module: str = "ml.trial",
+               max_active: int | None = None):
+    """One mapped training task per item of `runs` (an XComArg of a list of {"args": {...,
+    "output": uri}, "output_uri": uri}, built at run time): `python -m <module>` in a subprocess, or
+    one Vertex AI CustomJob per run in the trainer image when `vertex` is given (the items' `schema`
+    must then be `vertex.schema_uri`). Each mapped task returns its run's output folder.
+    `max_active`: how many run at once in a DAG run."""
+    limit = {"max_active_tis_per_dagrun": max_active} if max_active else {}
+    if vertex is not None:
+        from prodml_airflow.google_operators import VertexTrainingJobOperator
+
+        return VertexTrainingJobOperator.partial(
+            task_id=task_id, module=module, container_uri=vertex.container_uri, machine=vertex.machine,
+            env=vertex.env, service_account=vertex.service_account,
+            display_name=f"prodml-{{{{ dag.dag_id }}}}-{task_id}-{{{{ ti.map_index }}}}-{{{{ run_id }}}}",
+            project_id=vertex.google.project, region=vertex.google.region, gcp_conn_id=vertex.google.conn_id,
+            deferrable=vertex.deferrable, **limit).expand_kwargs(runs)
+    from prodml_airflow.operators import PythonModuleOperator
+
+    return PythonModuleOperator.partial(task_id=task_id, module=module, **limit).expand_kwargs(runs)
+
+
+def tuning_job(*, task_id: str, trial_args: dict, output: str, vertex: VertexTrainer, search_space: dict,
+               metric: str, trials: int, parallel: int, max_failed_trials: int = 0):
+    """A Vertex AI hyperparameter tuning job (Vizier) whose trials run `python -m ml.trial` with
+    `trial_args` (the schema read from the bucket) plus the parameters Vizier proposes, on the
+    trainer's machine and image; trial folders under `output`. `search_space`:
+    `ml.tuning.vertex_parameter_specs`. Returns the finished job (a dict)."""
+    from prodml_airflow.google_operators import VertexTuningJobOperator
+
+    return VertexTuningJobOperator(
+        task_id=task_id, module="ml.trial", args={**trial_args, "schema": vertex.schema_uri}, base_output_dir=output,
+        container_uri=vertex.container_uri, machine=vertex.machine, env=vertex.env,
+        service_account=vertex.service_account, search_space=search_space, metric=metric,
+        max_trial_count=trials, parallel_trial_count=parallel, max_failed_trial_count=max_failed_trials,
+        display_name=f"prodml-{{{{ dag.dag_id }}}}-{task_id}-{{{{ run_id }}}}",
+        project_id=vertex.google.project, region=vertex.google.region, gcp_conn_id=vertex.google.conn_id,
+        deferrable=vertex.deferrable)

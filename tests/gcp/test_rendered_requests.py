@@ -46,11 +46,21 @@ class Intercepted(Exception):
         self.payload = payload
 
 
+def untuned_training_params() -> dict:
+    """The XComs of the training DAGs' `training_params` task when tuning never ran (no best.json):
+    the gcp profile's `training:` values, as `ml.tuning.training_params` returns them."""
+    from ml import config, tuning
+
+    params = tuning.training_params(training=config.load("gcp")["training"], best_uri=None)
+    return {("training_params", key): value for key, value in params.items()}
+
+
 class FakeTI:
-    """What template rendering asks of the task instance: XComs of the upstream tasks."""
+    """What template rendering asks of the task instance: XComs of the upstream tasks (by default
+    `training_params` as it is before any tuning run)."""
 
     def __init__(self, xcoms: dict):
-        self.xcoms = xcoms
+        self.xcoms = {**untuned_training_params(), **xcoms}
 
     def xcom_pull(self, task_ids=None, key="return_value", default=None, **_):
         return self.xcoms.get((task_ids, key), default)
@@ -173,6 +183,17 @@ def test_vertex_custom_job_request(gcp_dags, monkeypatch, dag_id):
     assert args.warm_start == CHAMPION
     assert args.shuffle_labels is False
     assert (args.epochs, args.batch_size, args.hidden_units) == (20, 4096, "256,128")
+
+
+def test_vertex_job_takes_the_tuned_parameters(gcp_dags, monkeypatch):
+    """After a tuning run, the training_params task returns the stored best parameters: the CustomJob's
+    arguments carry them (the tuned learning rate and layers, the profile's epochs)."""
+    tuned = {("training_params", "learning_rate"): 0.0123, ("training_params", "hidden_units"): "512,256",
+             ("training_params", "batch_size"): 8192}
+    _, sent = custom_job_sent(monkeypatch, gcp_dags["static_training"],
+                              {("champion_checkpoint", "return_value"): CHAMPION, **tuned})
+    args = trainer_arguments(sent["custom_job"]["job_spec"]["worker_pool_specs"][0]["container_spec"]["args"])
+    assert (args.learning_rate, args.hidden_units, args.batch_size, args.epochs) == (0.0123, "512,256", 8192, 20)
 
 
 def test_vertex_job_without_a_champion_and_with_shuffled_labels(gcp_dags, monkeypatch):
