@@ -25,7 +25,10 @@ def start(env: dict | None = None, **popen_kwargs) -> subprocess.Popen:
     env = dict(os.environ if env is None else env)
     # standalone starts its components as `airflow ...` subprocesses: the venv's bin must be on PATH
     env["PATH"] = f"{Path(AIRFLOW).parent}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.Popen([AIRFLOW, "standalone"], env=env, start_new_session=True, **popen_kwargs)
+    # SIGINT is how it is stopped: default in the child even where it was started ignored (a `cmd &`
+    # of a non-interactive shell starts with SIGINT ignored, and Python then never raises KeyboardInterrupt)
+    return subprocess.Popen([AIRFLOW, "standalone"], env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **popen_kwargs)
 
 
 def _session_members(sid: int) -> list[int]:
@@ -70,13 +73,12 @@ def main() -> int:
     home = os.environ.get("AIRFLOW_HOME", "airflow_home")
     print(f"Airflow UI: http://{host}:{port}  user: admin  (Ctrl-C stops it)", flush=True)
     print(f"password: {home}/simple_auth_manager_passwords.json.generated (written at first start)", flush=True)
-    proc = start()
-
     def interrupted(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupted)
-    signal.signal(signal.SIGHUP, interrupted)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGINT too: it may have started ignored
+        signal.signal(sig, interrupted)
+    proc = start()
     try:
         return proc.wait()
     except KeyboardInterrupt:

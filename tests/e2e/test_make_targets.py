@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -59,7 +60,12 @@ def test_list_runs_as_json_prints_only_json(airflow_db):
     assert isinstance(json.loads(result.stdout), list), result.stdout[:300]
 
 
-def test_make_airflow_takes_the_port_from_the_environment_and_ctrl_c_stops_everything(tmp_path):
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("started", ["in a terminal", "as `make airflow &` from a script"])
+def test_make_airflow_takes_the_port_from_the_environment_and_ctrl_c_stops_everything(tmp_path, started):
     port = _free_port()
     env = {k: v for k, v in os.environ.items()  # under `make test` the outer make exported its own URL
            if k != "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"}
@@ -71,8 +77,10 @@ def test_make_airflow_takes_the_port_from_the_environment_and_ctrl_c_stops_every
     everything: list[psutil.Process] = []
     with open(log_path, "w") as log:
         # its own process group, as a terminal's foreground job: Ctrl-C signals that whole group
+        # (a script's `cmd &` starts with SIGINT ignored, and so do make and Python under it)
         make = subprocess.Popen([*MAKE, "airflow", f"AIRFLOW_HOME={tmp_path}/home"], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_ignore_sigint if started.startswith("as") else None)
         try:
             deadline = time.monotonic() + 240
             while not _healthy(port):
