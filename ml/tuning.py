@@ -177,7 +177,7 @@ def trial_args(*, data, schema_path: str, training: dict, evaluation: dict, epoc
             **{k: v for k, v in fixed.items() if k not in space}}
 
 
-def _flags(args: dict) -> list[str]:
+def flags(args: dict) -> list[str]:
     """{"epochs": 3, "drop": ""} → ["--epochs=3"] (empty values left out)."""
     return [f"--{k}={v}" for k, v in args.items() if v not in (None, "")]
 
@@ -195,7 +195,7 @@ def run_trial(*, index: int, study_name: str, storage_uri: str, space: dict, see
 
     def objective(params: dict, number: int) -> float:
         output = outputs[number] = storage.join(output_root, f"trial-{number:03d}")
-        argv = [python, "-m", "ml.trial", *_flags({**trial_args, **params, "metric": metric, "output": output})]
+        argv = [python, "-m", "ml.trial", *flags({**trial_args, **params, "metric": metric, "output": output})]
         log.info("trial %d: %s", number, " ".join(argv))
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
