@@ -79,7 +79,8 @@ ui-test: venv
 	PRODML_UI_PASSWORD=$$($(PY) -c 'import json; print(json.load(open("$(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated"))["admin"])') \
 		$(PY) -m pytest tests/ui -p no:cacheprovider
 
-# The local stack (docker-compose.yaml, README "Local stack"): needs Docker with docker-compose.
+# The local stack (docker-compose.yaml, README "Local stack"): needs Docker with docker-compose
+# (Compose v2 as a Docker plugin: `make up COMPOSE="docker compose"`).
 # `make up` writes .env from .env.example with fresh secrets the first time.
 COMPOSE ?= docker-compose
 .env:
@@ -97,7 +98,7 @@ down:
 # through the REST API, a backfill and the browser test, then removes it: scripts/compose_test.py.
 # CI runs it as `scripts/ci_docker.sh make compose-test` (a Docker engine on a machine without one).
 compose-test: venv
-	$(PY) scripts/compose_test.py
+	COMPOSE="$(COMPOSE)" $(PY) scripts/compose_test.py
 
 bench: venv
 	$(PY) -m benchmarks.run
