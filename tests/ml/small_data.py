@@ -1,9 +1,11 @@
-"""A small data set for the ablation test: one strong feature, one weak, one pure noise.
+"""A small data set with a schema of its own, for the ablation and compression tests: a strong
+feature, weak ones and pure noise, through every transform the feature contract has.
 
-    label ~ Bernoulli(sigmoid(2.5 * signal + 1.0 * [kind == "a"] - 0.8))
+    label ~ Bernoulli(sigmoid(2.5 * signal + 1.0 * [kind == "a"] + 0.3 * [slot == 0] + site effect - 0.8))
 
-`signal` carries most of the information, `kind` some, `noise` none. Written as the Beam transform
-writes its outputs (train/ and eval/ TFRecords of raw features, stats.json), with a schema of its own.
+`signal` (normalize) carries most of the information; `kind` (string lookup), `slot` (integer lookup)
+and `site` (hashed id, 40 sites, effect N(0, 0.3)) some; `noise` (normalize) none. Written as the Beam
+transform writes its outputs (train/ and eval/ TFRecords of raw features, stats.json).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ features:
   - {name: signal, type: float, kind: numeric, known: ahead, range: [-10, 10], transform: normalize}
   - {name: kind, type: string, kind: categorical, known: ahead, vocabulary: [a, b, c], transform: lookup}
   - {name: noise, type: float, kind: numeric, known: ahead, range: [-10, 10], transform: normalize}
+  - {name: slot, type: int, kind: categorical, known: ahead, vocabulary: [0, 1, 2, 3], transform: lookup}
+  - {name: site, type: string, kind: categorical, known: ahead, open_vocabulary: true, transform: hash, hash_bins: 64}
 """
 
 
@@ -37,7 +41,10 @@ def write(folder: str | Path, train_rows: int = 3000, eval_rows: int = 2000, see
     n = train_rows + eval_rows
     signal, noise = rng.normal(size=n), rng.normal(size=n)
     kind = rng.choice(np.array(["a", "b", "c"]), size=n)
-    logit = 2.5 * signal + 1.0 * (kind == "a") - 0.8
+    slot = rng.integers(0, 4, size=n)
+    site = rng.integers(0, 40, size=n)
+    site_effect = rng.normal(0, 0.3, size=40)
+    logit = 2.5 * signal + 1.0 * (kind == "a") + 0.3 * (slot == 0) + site_effect[site] - 0.8
     y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
 
     def example(i: int) -> bytes:
@@ -46,6 +53,8 @@ def write(folder: str | Path, train_rows: int = 3000, eval_rows: int = 2000, see
             "signal": f(float_list=tf.train.FloatList(value=[signal[i]])),
             "noise": f(float_list=tf.train.FloatList(value=[noise[i]])),
             "kind": f(bytes_list=tf.train.BytesList(value=[kind[i].encode()])),
+            "slot": f(int64_list=tf.train.Int64List(value=[slot[i]])),
+            "site": f(bytes_list=tf.train.BytesList(value=[f"T{site[i]:03d}".encode()])),
             "y": f(int64_list=tf.train.Int64List(value=[y[i]])),
         })).SerializeToString()
 
@@ -55,7 +64,8 @@ def write(folder: str | Path, train_rows: int = 3000, eval_rows: int = 2000, see
                 w.write(example(i))
     stats = {"numeric": {name: {"mean": float(v[:train_rows].mean()), "var": float(v[:train_rows].var())}
                          for name, v in (("signal", signal), ("noise", noise))},
-             "vocabulary": {"kind": ["a", "b", "c"]}}
+             "vocabulary": {"kind": ["a", "b", "c"], "slot": [0, 1, 2, 3],
+                            "site": sorted({f"T{s:03d}" for s in site[:train_rows]})}}
     (folder / "transform" / "stats.json").write_text(json.dumps(stats))
     return {"schema": str(folder / "schema.yaml"), "train": str(folder / "transform/train/part-*.tfrecord"),
             "eval": str(folder / "transform/eval/part-*.tfrecord"), "stats": str(folder / "transform/stats.json")}
