@@ -10,8 +10,9 @@ the moment a request is sent to its answer; "achieved" is the rate the client ac
 - ours: `ml.serving` on the model trained by the DAGs' code (benchmarks.batch_prediction's
   cached model), registered and promoted, with `batch_prediction`'s table for day D (the head:
   every sensor-hour of D) in DuckDB; head hits ask for day D's keys, tail misses for day D+1's;
-- ours without the prediction log: the same service with the log writer's `append` a no-op (the
-  log's cost on the request path);
+- ours without the prediction log: the same server with the log writer's `append` switched to a
+  no-op by a route only the benchmark adds; blocks with and without the log alternate in one
+  server, so a change in the machine's load hits both alike;
 - naive: a FastAPI endpoint that calls the SavedModel once per request (`model.serve`, a sync
   handler on uvicorn's thread pool): no head, no batching.
 
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from benchmarks.common import ROOT, SCHEMA, figure, print_table, write_result
@@ -120,8 +122,14 @@ def serve(kind: str, data: str, port: int, model_dir: str, overrides: dict | Non
 
         # the profile's settings, as `make serve` runs them (poll off: nothing changes during a run)
         app, _ = build(C.load("local"), port=port, poll_s=3600, **(overrides or {}))
-        if kind == "ours-nolog":
-            app.state.service.log_writer.append = lambda entries: None
+        writer = app.state.service.log_writer
+        real_append = writer.append
+
+        @app.post("/bench/prediction-log/{state}")
+        async def toggle_log(state: str):  # the benchmark's switch, not part of the service
+            writer.append = real_append if state == "on" else (lambda entries: None)
+            return {"prediction_log": state}
+
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -141,7 +149,6 @@ def server(kind: str, world: dict, data: Path, overrides: dict | None = None):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     import urllib.error
-    import urllib.request
 
     probe = urllib.request.Request(f"{url}/predict", data=json.dumps({"instances": [world["head"][0]]}).encode(),
                                    headers={"X-API-Key": KEY, "Content-Type": "application/json"})
@@ -224,7 +231,8 @@ async def _open_loop(url: str, bodies: list[bytes], rate: float, max_in_flight: 
 
 
 def load(url: str, rows: list[dict], n: int, rate: float, max_in_flight: int = 256, warmup: int = 200) -> dict:
-    asyncio.run(_open_loop(url, _bodies(rows[::-1], warmup), min(rate, 500), max_in_flight))
+    if warmup:
+        asyncio.run(_open_loop(url, _bodies(rows[::-1], warmup), min(rate, 500), max_in_flight))
     return asyncio.run(_open_loop(url, _bodies(rows, n), rate, max_in_flight))
 
 
@@ -250,7 +258,7 @@ def run(sensors: int = 400, requests: int = 4000, rate: float = 1000, light_rate
         print(f"\n== B5 online serving: {sensors} sensors ({len(head)} head keys for {world['day']}, "
               f"{len(tail)} tail keys for {world['next_day']}), model {world['version']}; open-loop load from "
               f"aiohttp on loopback, {requests} requests at {rate:.0f}/s, {light_n} at {light_rate:.0f}/s; "
-              f"{os.cpu_count()} CPUs shared by client and server")
+              f"{os.cpu_count()} CPUs shared by client and server; load average {os.getloadavg()[0]:.1f}")
         with server("ours", world, tmp, overrides) as url:
             for label, rows, r, n in (("head", head, rate, requests), ("tail", tail, rate, requests),
                                       ("head_light", head, light_rate, light_n),
@@ -258,20 +266,28 @@ def run(sensors: int = 400, requests: int = 4000, rate: float = 1000, light_rate
                 results[label] = load(url, rows, n, r)
                 what = "head hits" if label.startswith("head") else "tail misses (micro-batched)"
                 print(_line(f"ml.serving {what} @ {r:.0f}/s", results[label]), flush=True)
+            # The prediction log's cost: head blocks at `rate` with the log on and off, alternated.
+            results["head_log_on"], results["head_log_off"] = [], []
+            for i in range(2 * log_repeat):
+                state = "off" if i % 2 == 0 else "on"
+                with urllib.request.urlopen(urllib.request.Request(f"{url}/bench/prediction-log/{state}",
+                                                                   method="POST"), timeout=30):
+                    pass
+                results[f"head_log_{state}"].append(load(url, head, requests, rate, warmup=0))
         with server("naive", world, tmp) as url:
             for label, r, n in (("naive", rate, requests), ("naive_light", light_rate, light_n)):
                 results[label] = load(url, tail, n, r)
                 print(_line(f"naive model.serve per request @ {r:.0f}/s", results[label]), flush=True)
-        results["head_log_on"], results["head_log_off"] = [], []
-        for _ in range(log_repeat):
-            for kind, key in (("ours", "head_log_on"), ("ours-nolog", "head_log_off")):
-                with server(kind, world, tmp, overrides) as url:
-                    results[key].append(load(url, head, requests, rate))
+        spread = {k: max(r["p99_ms"] for r in results[k]) / min(r["p99_ms"] for r in results[k])
+                  for k in ("head_log_on", "head_log_off")}
         on = statistics.median(r["p99_ms"] for r in results["head_log_on"])
         off = statistics.median(r["p99_ms"] for r in results["head_log_off"])
-        print(f"  prediction log, head hits @ {rate:.0f}/s, p99 (median of {log_repeat} servers each): on {on:.2f} ms, "
-              f"off {off:.2f} ms ({(on / off - 1) * 100:+.1f} %); on {[r['p99_ms'] for r in results['head_log_on']]}, "
-              f"off {[r['p99_ms'] for r in results['head_log_off']]}")
+        noisy = max(spread.values()) > 2
+        print(f"  prediction log, head hits @ {rate:.0f}/s, p99 median of {len(results['head_log_on'])} blocks on / "
+              f"{len(results['head_log_off'])} off: on {on:.2f} ms, off {off:.2f} ms ({(on / off - 1) * 100:+.1f} %); "
+              f"on {[r['p99_ms'] for r in results['head_log_on']]}, off {[r['p99_ms'] for r in results['head_log_off']]}"
+              + ("  NOISY: blocks of the same setting differ >2x, the difference is not measured" if noisy else ""))
+        results["log_noisy"] = noisy
         from ml import warehouse as W
 
         with W.connect(world["config"]["warehouse"]) as wh:
@@ -294,17 +310,22 @@ def run(sensors: int = 400, requests: int = 4000, rate: float = 1000, light_rate
         p99_figure(f"B5 p99 @ {light_rate:.0f}/s: tail miss vs naive", "naive_light", "tail_light", None,
                    "ml.serving tail (micro-batched)"),
     ]
-    head_r = results["head"]
-    sustained = head_r["completed_rps"] >= 0.95 * rate and head_r["errors"] == 0
-    results["aims"] = {"rate": rate, "head_p99_ms": head_r["p99_ms"], "head_sustained": sustained,
-                       "head_p99_under_10ms": head_r["p99_ms"] < 10, "log_p99_on_ms": on, "log_p99_off_ms": off,
-                       "log_p99_overhead": round(on / off - 1, 4), "log_p99_overhead_under_5pct": on / off - 1 < 0.05}
+    # The head aims on every head block at `rate` with the log on (the first run and the on blocks).
+    head_runs = [results["head"], *results["head_log_on"]]
+    head_p99 = statistics.median(r["p99_ms"] for r in head_runs)
+    done = statistics.median(r["completed_rps"] for r in head_runs)
+    sustained = done >= 0.95 * rate and all(r["errors"] == 0 for r in head_runs)
+    overhead = on / off - 1
+    results["aims"] = {"rate": rate, "head_p99_ms_median": head_p99, "head_done_rps_median": done,
+                       "head_sustained": sustained, "head_p99_under_10ms": head_p99 < 10,
+                       "log_p99_on_ms": on, "log_p99_off_ms": off, "log_p99_overhead": round(overhead, 4),
+                       "log_p99_overhead_under_5pct": None if noisy else overhead < 0.05}
     print_table("B5 ratios (p99 latency, naive s / ml.serving s)", figures)
-    a = results["aims"]
-    print(f"  head hits @ {rate:.0f}/s: {head_r['completed_rps']:.0f}/s done (sustained: {sustained}), p99 "
-          f"{head_r['p99_ms']:.2f} ms (aim < 10 ms: {'ok' if a['head_p99_under_10ms'] else 'MISS'}); prediction log: "
-          f"p99 {a['log_p99_overhead'] * 100:+.1f} % (aim < 5 %: {'ok' if a['log_p99_overhead_under_5pct'] else 'MISS'})"
-          f"; {results['logged_rows']} rows logged")
+    log_verdict = "not measured (noisy)" if noisy else ("ok" if overhead < 0.05 else "MISS")
+    print(f"  head hits @ {rate:.0f}/s over {len(head_runs)} blocks (median): {done:.0f}/s done (sustained: {sustained}), "
+          f"p99 {head_p99:.2f} ms (aim < 10 ms: {'ok' if head_p99 < 10 else 'MISS'}); prediction log: p99 "
+          f"{overhead * 100:+.1f} % (aim < 5 %: {log_verdict}); {results['logged_rows']} rows logged; "
+          f"load average {os.getloadavg()[0]:.1f}")
     results["figures"] = figures
     write_result("serving", {"sensors": sensors, "requests": requests, "rate": rate, "light_rate": light_rate,
                              **results})
@@ -318,7 +339,7 @@ def main(argv=None) -> dict | None:
     parser.add_argument("--rate", type=float, default=1000, help="offered load (requests/s)")
     parser.add_argument("--light-rate", type=float, default=100, help="the light load (a quarter of the requests)")
     parser.add_argument("--log-repeat", type=int, default=3)
-    parser.add_argument("--serve", choices=("ours", "ours-nolog", "naive"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=("ours", "naive"), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)

@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     keys = settings.api_keys
     key_note = f"API keys: {keys.get('source')} {keys.get('env') or keys.get('secret')}"
     if keys.get("source", "env") == "env" and not os.environ.get(keys["env"], "").strip():
-        path = _local_key(keys["env"], os.environ.get("PRODML_DATA") or str(C.PROJECT_ROOT / ".prodml"))
+        # beside the profile's other local data (.prodml, or .prodml/<profile>; $PRODML_DATA wins)
+        path = _local_key(keys["env"], os.environ.get("PRODML_DATA") or C._defaults(config["profile"])["PRODML_DATA"])
         key_note = f"{keys['env']} is not set: using the key in {path}"
     url = f"http://{settings.host}:{settings.port}"
     print(f"prodml serving on {url}  (POST {url}/predict, GET {url}/healthz, GET {url}/metrics)\n"

@@ -1,10 +1,14 @@
 """The prediction log: every served prediction, written to the warehouse in batches, off the request path.
 
-A request only appends its rows to an in-memory queue (a deque append, no I/O, no hashing); one
-background thread turns them into an Arrow table (the features' JSON and hash are computed there)
-and bulk-loads it into `prediction_log` (`include/sql/create_prediction_log.sql`) every
-`flush_rows` rows or `flush_s` seconds, whichever comes first, and once more on shutdown. A
-warehouse that is down (or a DuckDB file locked by an Airflow task) delays the rows, it does not
+A request only appends its rows to an in-memory queue (a deque append: no I/O, no hashing). A
+background thread takes the queue every `flush_rows` rows or `flush_s` seconds, whichever comes
+first, and once more on shutdown, and hands it to a shipper. `ProcessShipper` pickles the rows in
+small chunks and sends them to a child process, which builds the Arrow table (the features'
+JSON and hash) and bulk-loads it into `prediction_log` (`include/sql/create_prediction_log.sql`).
+The serving process does no JSON, no hashing and no warehouse I/O for the log, so a flush cannot
+hold the GIL away from the event loop; B5 measures what is left.
+
+A warehouse that is down (or a DuckDB file locked by an Airflow task) delays the rows, it does not
 lose them, up to `max_queue` queued rows; beyond that the oldest are dropped and counted.
 
 Late labels join on `prediction_id` (monitoring: residuals, AUC by slice; bandit rewards).
@@ -16,8 +20,12 @@ import collections
 import hashlib
 import json
 import logging
+import multiprocessing
+import pickle
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import pyarrow as pa
 
@@ -74,17 +82,60 @@ def to_table(entries: list[tuple], chunk: int = 64, pause_s: float = 0.0002) -> 
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
 
-class PredictionLogWriter:
-    """Queue + one flushing thread. `connect()` opens a warehouse (closed after each flush, so a
-    DuckDB file is not held between flushes: Airflow tasks write it too)."""
+def load_pickled(warehouse_section: dict, table_name: str, blobs: list[bytes]) -> int:
+    """In the log process: pickled chunks of entries → one Arrow table → one warehouse load."""
+    from ml import warehouse as W
 
-    def __init__(self, connect, *, flush_rows: int = 500, flush_s: float = 5.0, max_queue: int = 200_000,
-                 table: str = "prediction_log"):
-        self.connect = connect
+    entries = [entry for blob in blobs for entry in pickle.loads(blob)]
+    table = to_table(entries, pause_s=0)
+    with W.connect(warehouse_section) as wh:
+        wh.load_arrow(table_name, table)
+    return table.num_rows
+
+
+class ProcessShipper:
+    """Ships rows to one child process (spawned: TensorFlow in the parent is not fork-safe), which
+    opens the warehouse for each load and closes it after (a DuckDB file is not held between
+    flushes: Airflow tasks write it too). Pickling happens here, `chunk` rows at a time with a
+    short sleep in between, so the event loop thread gets the GIL back within a millisecond."""
+
+    def __init__(self, warehouse_section: dict, table: str = "prediction_log", chunk: int = 256):
+        self.warehouse_section, self.table, self.chunk = warehouse_section, table, chunk
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        self._get_pool().submit(int).result()  # the child starts now, not at the first flush
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def __call__(self, entries: list[tuple]) -> None:
+        blobs = []
+        for start in range(0, len(entries), self.chunk):
+            blobs.append(pickle.dumps(entries[start:start + self.chunk], protocol=pickle.HIGHEST_PROTOCOL))
+            time.sleep(0.0002)
+        try:
+            self._get_pool().submit(load_pickled, self.warehouse_section, self.table, blobs).result()
+        except BrokenProcessPool:  # the child died: a new one for the retry
+            self._pool = None
+            raise
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+
+class PredictionLogWriter:
+    """Queue + one flushing thread; `ship(entries)` writes a batch or raises (the rows are kept)."""
+
+    def __init__(self, ship, *, flush_rows: int = 2000, flush_s: float = 5.0, max_queue: int = 200_000):
+        self.ship = ship
         self.flush_rows = max(1, int(flush_rows))
         self.flush_s = float(flush_s)
         self.max_queue = int(max_queue)
-        self.table = table
         self._queue: collections.deque = collections.deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -96,6 +147,8 @@ class PredictionLogWriter:
         self.last_error: str | None = None
 
     def start(self) -> None:
+        if hasattr(self.ship, "start"):
+            self.ship.start()
         self._thread = threading.Thread(target=self._run, name="prodml-prediction-log", daemon=True)
         self._thread.start()
 
@@ -119,6 +172,8 @@ class PredictionLogWriter:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+        if hasattr(self.ship, "close"):
+            self.ship.close()
 
     def _drop(self, n: int) -> None:
         dropped = len(self._take(n))
@@ -150,15 +205,13 @@ class PredictionLogWriter:
                 return
 
     def flush(self) -> int:
-        """Write everything queued now in one load; if that fails, the rows go back to the head of
+        """Ship everything queued now as one batch; if that fails, the rows go back to the head of
         the queue for the next flush."""
         entries = self._take(len(self._queue))
         if not entries:
             return 0
         try:
-            table = to_table(entries)
-            with self.connect() as warehouse:
-                warehouse.load_arrow(self.table, table)
+            self.ship(entries)
         except Exception as exc:  # the service stays up; the rows wait for the next flush
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}"[:500]

@@ -67,8 +67,9 @@ class Service:
         self._router = router
         self.path_counts: collections.Counter = collections.Counter()
         self.route_counts: collections.Counter = collections.Counter()
-        self.log_writer = PL.PredictionLogWriter(self.connect_warehouse, flush_rows=settings.log_flush_rows,
-                                                 flush_s=settings.log_flush_s, max_queue=settings.log_max_queue)
+        self.log_writer = PL.PredictionLogWriter(PL.ProcessShipper(warehouse_section),
+                                                 flush_rows=settings.log_flush_rows, flush_s=settings.log_flush_s,
+                                                 max_queue=settings.log_max_queue)
         self.metrics = Metrics(self)
         self.batcher = T.MicroBatcher(settings.max_batch, settings.max_wait_ms, on_batch=self._on_batch)
         self._io = ThreadPoolExecutor(2, thread_name_prefix="prodml-io")
@@ -102,7 +103,7 @@ class Service:
         self._refresh_lock = asyncio.Lock()
         await self._io_call(self._prepare_storage)
         self.batcher.start()
-        self.log_writer.start()
+        await self._io_call(self.log_writer.start)  # spawns the log process (about a second)
         await self.refresh()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._every(self.settings.poll_s, self.refresh), name="prodml-refresh"),

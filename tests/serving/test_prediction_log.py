@@ -62,17 +62,17 @@ def test_the_timer_flushes_a_small_batch(make_client, world):
 def test_a_warehouse_outage_delays_the_log_and_never_fails_a_request(make_client, world):
     client = make_client(log_flush_rows=2, log_flush_s=0.1)
     writer = client.app.state.service.log_writer
-    real_connect = writer.connect
+    real_ship = writer.ship
 
-    def down():
+    def down(entries):
         raise ConnectionError("warehouse unreachable")
 
-    writer.connect = down
+    writer.ship = down
     served = _send(client, [instance("S0500", DAY, h) for h in range(6)])
     _until(lambda: writer.failures >= 2)
     assert writer.written == 0 and writer.queued == 6
     assert "ConnectionError" in client.get("/healthz").json()["prediction_log"]["last_error"]
-    writer.connect = real_connect
+    writer.ship = real_ship
     _until(lambda: writer.written == 6)
     assert {r["prediction_id"] for r in prediction_log_rows(world["config"])} == {p["prediction_id"] for p in served}
 
@@ -80,12 +80,12 @@ def test_a_warehouse_outage_delays_the_log_and_never_fails_a_request(make_client
 def test_a_long_outage_drops_the_oldest_rows_and_counts_them(make_client, world):
     client = make_client(log_flush_rows=2, log_flush_s=0.1, log_max_queue=3)
     writer = client.app.state.service.log_writer
-    real_connect = writer.connect
-    writer.connect = lambda: (_ for _ in ()).throw(ConnectionError("down"))
+    real_ship = writer.ship
+    writer.ship = lambda entries: (_ for _ in ()).throw(ConnectionError("down"))
     served = _send(client, [instance("S0600", DAY, h) for h in range(5)])
     _until(lambda: writer.dropped == 2)
     assert 'prodml_prediction_log_rows{state="dropped"} 2.0' in client.get("/metrics").text
-    writer.connect = real_connect
+    writer.ship = real_ship
     _until(lambda: writer.written == 3)
     logged = {r["prediction_id"] for r in prediction_log_rows(world["config"])}
     assert logged == {p["prediction_id"] for p in served[2:]}  # the newest three
