@@ -178,4 +178,6 @@ class VertexTuningJobOperator(CreateHyperparameterTuningJobOperator):
                                                    module=self.module, argv=to_argv(self.args), env=self.env)]
         self.max_trial_count = int(self.max_trial_count)
         self.parallel_trial_count = int(self.parallel_trial_count)
+        # The SDK's CustomJob refuses to be built without a staging bucket: the trials' folder
+        self.staging_bucket = self.staging_bucket or self.base_output_dir
         return super().execute(context)
