@@ -82,6 +82,15 @@ def to_table(entries: list[tuple], chunk: int = 64, pause_s: float = 0.0002) -> 
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
 
+def _ignore_stop_signals() -> None:
+    """In the log process: Ctrl-C in a terminal (SIGINT to the whole process group) or a SIGTERM
+    to the group must not kill it before the service's shutdown flush; the service stops it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def load_pickled(warehouse_section: dict, table_name: str, blobs: list[bytes]) -> int:
     """In the log process: pickled chunks of entries → one Arrow table → one warehouse load."""
     from ml import warehouse as W
@@ -108,7 +117,8 @@ class ProcessShipper:
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_ignore_stop_signals)
         return self._pool
 
     def __call__(self, entries: list[tuple]) -> None:
@@ -197,6 +207,8 @@ class PredictionLogWriter:
             stopping = self._stop.is_set()
             if stopping or len(self._queue) >= self.flush_rows or time.monotonic() >= deadline:
                 self.flush()
+                if stopping and self._queue:  # one more try at shutdown (e.g. a new log process)
+                    self.flush()
                 deadline = time.monotonic() + self.flush_s
             if stopping:
                 if self._queue and self.failures and self.last_error:

@@ -89,3 +89,47 @@ def test_a_long_outage_drops_the_oldest_rows_and_counts_them(make_client, world)
     _until(lambda: writer.written == 3)
     logged = {r["prediction_id"] for r in prediction_log_rows(world["config"])}
     assert logged == {p["prediction_id"] for p in served[2:]}  # the newest three
+
+
+def test_ctrl_c_on_make_serve_still_flushes_the_log(world):
+    """`python -m ml.serving` in its own process group, as a terminal runs `make serve`; Ctrl-C sends
+    SIGINT to the whole group, the log process included: the rows still reach the warehouse."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    from ml.config import PROJECT_ROOT
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PRODML_SERVE_PORT": str(port), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(PROJECT_ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "ml.serving"], cwd=PROJECT_ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "the service did not start"
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        served = []
+        for hour in range(3):
+            r = httpx.post(f"{url}/predict", json={"instances": [instance("S0800", DAY, hour)]}, headers=auth())
+            served += r.json()["predictions"]
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out[-3000:]
+    assert f"prodml serving on http://127.0.0.1:{port}" in out
+    logged = {r["prediction_id"] for r in prediction_log_rows(world["config"])}
+    assert logged == {p["prediction_id"] for p in served}
