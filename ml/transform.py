@@ -4,8 +4,11 @@ One `run(argv)` entry point (like Beam's wordcount.py), run unchanged by
 `BeamRunPythonPipelineOperator` on FnApiRunner locally and on Dataflow in the gcp profile.
 
 Work happens on Arrow batches (a whole CSV file per element, split into record batches), not
-one Python dict per row: parsing, cleaning, the train/eval split and the partial statistics are
-columnar. Only the final tf.train.Example serialisation is per row, because that is the format.
+one Python dict per row: parsing, cleaning, the train/eval split, the partial statistics and the
+tf.train.Example serialisation (`ml.tfrecords`: the protobuf wire format assembled column by
+column) are columnar. Each batch is cut round-robin into one framed TFRecord blob per shard; a
+shard's blobs are grouped and written as one file through Beam's FileSystems, so no Beam element
+is a single row.
 
 Outputs under --output:
   train/part-SSSSS-of-NNNNN.tfrecord, eval/part-...tfrecord   raw model inputs + label
@@ -18,15 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import uuid
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from ml import features as F
+from ml import tfrecords
 
 log = logging.getLogger(__name__)
 BATCH_ROWS = 8192
@@ -101,34 +107,14 @@ def finalize_stats(merged: dict, schema: F.Schema) -> dict:
 
 
 def serialize_examples(table: pa.Table, schema: F.Schema) -> list[bytes]:
-    """Raw model inputs + label → serialized tf.train.Example (nulls are left out, so the parse
-    spec's default - NaN / OOV - reaches the model exactly as a missing serving value does)."""
-    from tensorflow.core.example import example_pb2
-
-    inputs = schema.model_inputs
-    columns = {f.name: table.column(f.name).to_pylist() for f in inputs}
-    labels = table.column(schema.label).to_pylist()
-    out = []
-    for i in range(table.num_rows):
-        example = example_pb2.Example()
-        feats = example.features.feature
-        for f in inputs:
-            value = columns[f.name][i]
-            if value is None:
-                continue
-            if f.type == "string":
-                feats[f.name].bytes_list.value.append(value.encode())
-            elif f.transform == "normalize" or f.type == "float":
-                feats[f.name].float_list.value.append(float(value))
-            else:
-                feats[f.name].int64_list.value.append(int(value))
-        feats[schema.label].int64_list.value.append(int(labels[i]))
-        out.append(example.SerializeToString())
-    return out
+    """Raw model inputs + label → serialized tf.train.Example per row (nulls are left out, so the
+    parse spec's default - NaN / OOV - reaches the model exactly as a missing serving value does)."""
+    return tfrecords.serialize(table, schema).to_pylist()
 
 
 class ProcessFile(beam.DoFn):
-    """One CSV → Arrow batches tagged train/eval, with partial statistics of the train side."""
+    """One CSV → (split, Arrow batch) elements, plus one "counts" output: the file's row counts
+    and the partial statistics of its train side."""
 
     def __init__(self, schema_path: str, eval_fraction: float):
         self.schema_path = schema_path
@@ -146,37 +132,83 @@ class ProcessFile(beam.DoFn):
         is_eval = F.split_bucket(table.column(self.schema.split_key).to_pylist(), self.eval_fraction)
         for split, mask in (("train", ~is_eval), ("eval", is_eval)):
             part = table.filter(pa.array(mask))
+            counts[f"{split}_rows"] = part.num_rows
+            if split == "train":
+                counts["stats"] = partial_stats(part, self.schema)
             for batch in part.to_batches(max_chunksize=BATCH_ROWS):
-                yield beam.pvalue.TaggedOutput(split, pa.Table.from_batches([batch]))
+                yield split, pa.Table.from_batches([batch])
+        yield beam.pvalue.TaggedOutput("counts", counts)
+
+
+class SerializeShards(beam.DoFn):
+    """One (split, Arrow batch) → ((split, shard), framed TFRecord bytes) for each shard: rows dealt
+    round-robin, so shards stay even however few batches a split has."""
+
+    def __init__(self, schema_path: str, num_shards: int):
+        self.schema_path = schema_path
+        self.num_shards = num_shards
+
+    def setup(self):
+        self.schema = F.load_schema(self.schema_path)
+
+    def process(self, element):
+        split, table = element
+        records = tfrecords.serialize(table, self.schema)
+        for shard in range(self.num_shards):
+            part = records.take(pa.array(np.arange(shard, len(records), self.num_shards)))
+            if len(part):
+                yield (split, shard), tfrecords.frame(part)
+
+
+def write_shard(item, output: str, num_shards: int) -> str:
+    """Write one shard's blobs (in a fixed order: reruns give the same file) under a temporary
+    name, then rename it into place: a retried or failed bundle never leaves half a shard."""
+    (split, shard), blobs = item
+    path = f"{output}/{split}/part-{shard:05d}-of-{num_shards:05d}.tfrecord"
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    with FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+        for blob in sorted(blobs):
+            handle.write(blob)
+    FileSystems.rename([tmp], [path])
+    return path
+
+
+def merge_counts(parts) -> dict:
+    parts = list(parts)
+    merged = {k: sum(p[k] for p in parts) for k in ("rows_in", "dropped_bad_label", "train_rows", "eval_rows")}
+    merged["stats"] = merge_stats(p["stats"] for p in parts)
+    return merged
+
+
+def write_stats(counts: dict, output: str, schema: F.Schema) -> None:
+    """stats.json (what adapts the model's layers) and _counts.json (read back by `run`)."""
+    _write_json(finalize_stats(counts["stats"], schema), f"{output}/stats.json")
+    _write_json({k: v for k, v in counts.items() if k != "stats"}, f"{output}/_counts.json")
 
 
 def build_pipeline(p, input_files: list[str], output: str, schema_path: str, eval_fraction: float,
                    num_shards: int):
     schema = F.load_schema(schema_path)
-    tables = (
+    batches = (
         p
         | "ListFiles" >> beam.Create(input_files)
-        | "ParseCleanSplit" >> beam.ParDo(ProcessFile(schema_path, eval_fraction)).with_outputs("train", "eval")
+        | "ParseCleanSplit" >> beam.ParDo(ProcessFile(schema_path, eval_fraction)).with_outputs(
+            "counts", main="batches")
     )
-    for split in ("train", "eval"):
-        (
-            tables[split]
-            | f"Serialize{split}" >> beam.FlatMap(serialize_examples, schema)
-            | f"Write{split}" >> beam.io.WriteToTFRecord(
-                f"{output}/{split}/part", file_name_suffix=".tfrecord", num_shards=num_shards)
-        )
-        (
-            tables[split]
-            | f"Count{split}" >> beam.Map(lambda t: t.num_rows)
-            | f"Sum{split}" >> beam.CombineGlobally(sum)
-            | f"WriteCount{split}" >> beam.Map(_write_json, f"{output}/_count_{split}.json")
-        )
+    blobs = batches.batches | "Serialize" >> beam.ParDo(SerializeShards(schema_path, num_shards))
+    # Every shard exists, even one that no batch reached (an empty file, as WriteToTFRecord wrote).
+    every_shard = p | "AllShards" >> beam.Create([((split, shard), b"") for split in ("train", "eval")
+                                                   for shard in range(num_shards)])
     (
-        tables["train"]
-        | "PartialStats" >> beam.Map(partial_stats, schema)
-        | "MergeStats" >> beam.CombineGlobally(merge_stats)
-        | "FinalizeStats" >> beam.Map(finalize_stats, schema)
-        | "WriteStats" >> beam.Map(_write_json, f"{output}/stats.json")
+        (blobs, every_shard)
+        | "Flatten" >> beam.Flatten()
+        | "GroupShards" >> beam.GroupByKey()
+        | "WriteShards" >> beam.Map(write_shard, output, num_shards)
+    )
+    (
+        batches.counts
+        | "MergeCounts" >> beam.CombineGlobally(merge_counts)
+        | "WriteStats" >> beam.Map(write_stats, output, schema)
     )
 
 
@@ -223,8 +255,7 @@ def run(argv: list[str] | None = None) -> dict:
         build_pipeline(p, files, output, args.schema, args.eval_fraction, args.num_shards)
     summary = {
         "input_files": files,
-        "train_rows": _read_json(f"{output}/_count_train.json"),
-        "eval_rows": _read_json(f"{output}/_count_eval.json"),
+        **_read_json(f"{output}/_counts.json"),
         "stats": f"{output}/stats.json",
         "train_pattern": f"{output}/train/part-*.tfrecord",
         "eval_pattern": f"{output}/eval/part-*.tfrecord",
