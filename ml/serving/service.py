@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -73,6 +75,7 @@ class Service:
         self.metrics = Metrics(self)
         self.batcher = T.MicroBatcher(settings.max_batch, settings.max_wait_ms, on_batch=self._on_batch)
         self._io = ThreadPoolExecutor(2, thread_name_prefix="prodml-io")
+        self._warehouse_lock = threading.Lock()
         self._refresh_lock: asyncio.Lock | None = None
         self._tasks: list[asyncio.Task] = []
         self.started_at = time.time()
@@ -80,15 +83,21 @@ class Service:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def connect_warehouse(self) -> W.Warehouse:
-        return W.connect(self.warehouse_section)
+    @contextlib.contextmanager
+    def warehouse_session(self):
+        """A warehouse connection, one at a time in this process. DuckDB 2.0 connections opened
+        from two threads of one process while another process holds the file (the log process,
+        an Airflow task) can lose the Python client's `python_arrow_scan` ("Table Function ...
+        does not exist"): reproduced, and gone when the sessions take turns."""
+        with self._warehouse_lock, W.connect(self.warehouse_section) as wh:
+            yield wh
 
     async def _io_call(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)
 
     def _prepare_storage(self) -> None:
         try:
-            with self.connect_warehouse() as wh:
+            with self.warehouse_session() as wh:
                 wh.ensure_tables()
         except Exception as exc:  # serving goes on; the log writer retries
             self._error("warehouse", f"warehouse not ready at start-up: {exc}")
@@ -168,7 +177,7 @@ class Service:
         return Loaded(versions=tuple(v for v, _ in wanted), models=models)
 
     def _read_head(self, champion: str | None, current: H.Head) -> H.Head:
-        with self.connect_warehouse() as wh:
+        with self.warehouse_session() as wh:
             parts = H.partitions(wh)
             dates, signature = H.wanted(parts, champion, self.settings.head_days)
             if champion == current.model_version and signature == current.signature:
@@ -209,18 +218,16 @@ class Service:
 
     async def set_kill_switch(self, on: bool, who: str, why: str) -> dict:
         """The admin endpoint's toggle: store the flag, record the alert, apply it here at once."""
+        uri = self.settings.kill_switch_uri
+
         def toggle() -> dict:
             try:
-                wh = self.connect_warehouse()
+                with self.warehouse_session() as wh:
+                    return {"state": KS.set_state(uri, on, who=who, why=why, warehouse=wh), "alert_recorded": True}
             except Exception as exc:
-                self._error("warehouse", f"kill switch alert only logged: {exc}")
-                wh = None
-            try:
-                state = KS.set_state(self.settings.kill_switch_uri, on, who=who, why=why, warehouse=wh)
-            finally:
-                if wh is not None:
-                    wh.close()
-            return {"state": state, "alert_recorded": wh is not None}
+                self._error("warehouse", f"kill switch alert not recorded in the warehouse: {exc}")
+            # The flag matters more than the alert row: store it, the alert goes to the log only.
+            return {"state": KS.set_state(uri, on, who=who, why=why, warehouse=None), "alert_recorded": False}
 
         result = await self._io_call(toggle)
         self.kill = result["state"]

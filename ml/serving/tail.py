@@ -5,8 +5,10 @@ serving child do (`ml.features.to_model_inputs`, then the `serve` signature on r
 transform is inside the model).
 
 `MicroBatcher` merges the tail rows of concurrent requests into one model call: the first waiting
-request opens a batch, which takes every row already queued, up to `max_batch`; with `max_wait_ms`
-> 0 it first stays open that long (or until `max_batch` rows wait) for more. The call runs on one
+request opens a batch, which takes every row already queued, up to `max_batch`. While the model
+is busy (its last call ended less than `max_wait_ms` ago) the batch first stays open that long, or
+until `max_batch` rows wait, for more; a request to an idle model is scored at once, so light
+traffic pays no wait. The call runs on one
 worker thread, and the requests that arrive meanwhile form the next batch, so under load batches
 grow by themselves. (A model call costs about the same for 1 row as for 64: ~1 ms on the traffic
 model, so batching is where the tail's throughput comes from.) Each queued item
@@ -89,6 +91,7 @@ class MicroBatcher:
         self._full: asyncio.Event | None = None
         self._rows = 0  # rows queued, not yet taken into a batch
         self._held = 0  # rows of the batch being held open
+        self._last_done = float("-inf")  # when the model finished its last call
         self._task: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="prodml-model")
 
@@ -120,7 +123,8 @@ class MicroBatcher:
     async def _collect(self) -> list[_Item]:
         first = await self._queue.get()
         self._rows -= len(first.instances)
-        if self.max_wait_s > 0 and len(first.instances) + self._rows < self.max_batch:
+        busy = time.monotonic() - self._last_done < self.max_wait_s  # an idle model answers at once
+        if busy and len(first.instances) + self._rows < self.max_batch:
             # Hold the batch open for more rows: until max_wait, or until max_batch rows are queued.
             self._full.clear()
             self._held = len(first.instances)
@@ -157,10 +161,12 @@ class MicroBatcher:
         try:
             scores = await loop.run_in_executor(self._executor, items[0].model.score, instances)
         except Exception as exc:  # every waiting request gets the error; the batcher keeps going
+            self._last_done = time.monotonic()
             for item in items:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
+        self._last_done = time.monotonic()
         if self.on_batch is not None:
             self.on_batch(len(instances), time.perf_counter() - started)
         start = 0

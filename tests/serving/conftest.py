@@ -112,8 +112,14 @@ def auth(key: str = API_KEY) -> dict:
     return {"Authorization": f"Bearer {key}"}
 
 
-def prediction_log_rows(config) -> list[dict]:
+def warehouse(config, client=None):
+    """A warehouse session: the running service's own (its sessions take turns within the process,
+    see Service.warehouse_session) or a plain connection when no service runs here."""
     from ml import warehouse as W
 
-    with W.connect(config["warehouse"]) as wh:
+    return client.app.state.service.warehouse_session() if client is not None else W.connect(config["warehouse"])
+
+
+def prediction_log_rows(config, client=None) -> list[dict]:
+    with warehouse(config, client) as wh:
         return wh.query(f"SELECT * FROM {config['warehouse']['dataset']}.prediction_log").to_pylist()

@@ -13,12 +13,11 @@ import time
 import pytest
 
 from ml import features as F
-from ml import warehouse as W
 from ml.config import PROJECT_ROOT
 from ml.serving import fallback as FB
 from ml.serving import kill_switch as KS
 from ml.storage import to_path
-from tests.serving.conftest import ADMIN_KEY, DAY, HEAD_KEYS, SCHEMA, auth, instance
+from tests.serving.conftest import ADMIN_KEY, DAY, HEAD_KEYS, SCHEMA, auth, instance, warehouse
 
 
 def _cli(world, *args) -> dict:
@@ -30,8 +29,8 @@ def _cli(world, *args) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _alerts(world) -> list[dict]:
-    with W.connect(world["config"]["warehouse"]) as wh:
+def _alerts(world, client=None) -> list[dict]:
+    with warehouse(world["config"], client) as wh:
         return wh.query("SELECT severity, source, message, context FROM prodml.alerts ORDER BY raised_at").to_pylist()
 
 
@@ -85,7 +84,7 @@ def test_cli_on_then_off_switches_every_answer_to_the_fallback_and_back(make_cli
     _wait(client, False)
     after = client.post("/predict", json={"instances": rows}, headers=auth()).json()
     assert [p["path"] for p in after["predictions"]] == ["head", "tail"] and "kill_switch" not in after
-    alerts = [a for a in _alerts(world) if a["source"] == KS.SOURCE]
+    alerts = [a for a in _alerts(world, client) if a["source"] == KS.SOURCE]
     assert [a["severity"] for a in alerts] == ["critical", "info"]
     assert "alice" in alerts[0]["message"] and "scores look wrong" in alerts[0]["message"]
     assert json.loads(alerts[1]["context"]) | {"uri": None} == {"on": False, "who": "bob", "why": "v0001 checked",
@@ -104,7 +103,7 @@ def test_admin_endpoint_toggles_at_once_and_records_who_and_why(make_client, wor
     assert r.status_code == 200 and r.json()["on"] is False
     assert client.post("/predict", json={"instances": [instance()]}, headers=auth()).json()["predictions"][0][
         "path"] == "head"
-    assert [a["severity"] for a in _alerts(world) if a["source"] == KS.SOURCE] == ["critical", "info"]
+    assert [a["severity"] for a in _alerts(world, client) if a["source"] == KS.SOURCE] == ["critical", "info"]
 
 
 @pytest.mark.parametrize(("body", "field"), [({"on": "yes", "who": "a", "why": "b"}, "on"),

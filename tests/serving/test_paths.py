@@ -74,7 +74,7 @@ def test_a_new_partition_is_picked_up(make_client, world):
     one = world["versions"][0]
     new_key = ("S0555", "2026-11-21", 17)
     assert _predict(client, [instance(*new_key)])[0]["path"] == "tail"
-    with W.connect(world["config"]["warehouse"]) as wh:
+    with client.app.state.service.warehouse_session() as wh:  # the service's process: take turns
         wh.replace_partition("predictions", head_rows(one, [new_key], score=0.777), "target_date",
                              dt.date(2026, 11, 21))
     _wait_for(client, lambda h: h["head"]["dates"] == [DAY, "2026-11-21"])
@@ -101,7 +101,7 @@ def test_a_new_champion_empties_the_head_until_its_own_partition_lands(make_clie
     _wait_for(client, lambda h: h["champion"] == two)
     out = _predict(client, [instance(*HEAD_KEYS[0])])
     assert (out[0]["path"], out[0]["model_version"]) == ("tail", two)
-    with W.connect(world["config"]["warehouse"]) as wh:
+    with client.app.state.service.warehouse_session() as wh:
         wh.replace_partition("predictions", head_rows(two, score=0.321), "target_date", dt.date.fromisoformat(DAY))
     _wait_for(client, lambda h: h["head"]["model_version"] == two and h["head"]["rows"] == 3)
     out = _predict(client, [instance(*HEAD_KEYS[0])])

@@ -55,8 +55,9 @@ def test_every_prediction_is_logged_in_batches_and_the_rest_at_shutdown(make_cli
 def test_the_timer_flushes_a_small_batch(make_client, world):
     client = make_client(log_flush_rows=10_000, log_flush_s=0.2)
     served = _send(client, [instance("S0400", DAY, 1), instance(*HEAD_KEYS[0])])
-    _until(lambda: len(prediction_log_rows(world["config"])) == 2)
-    assert {r["prediction_id"] for r in prediction_log_rows(world["config"])} == {p["prediction_id"] for p in served}
+    _until(lambda: len(prediction_log_rows(world["config"], client)) == 2)
+    assert {r["prediction_id"] for r in prediction_log_rows(world["config"], client)} == {
+        p["prediction_id"] for p in served}
 
 
 def test_a_warehouse_outage_delays_the_log_and_never_fails_a_request(make_client, world):
@@ -74,7 +75,8 @@ def test_a_warehouse_outage_delays_the_log_and_never_fails_a_request(make_client
     assert "ConnectionError" in client.get("/healthz").json()["prediction_log"]["last_error"]
     writer.ship = real_ship
     _until(lambda: writer.written == 6)
-    assert {r["prediction_id"] for r in prediction_log_rows(world["config"])} == {p["prediction_id"] for p in served}
+    assert {r["prediction_id"] for r in prediction_log_rows(world["config"], client)} == {
+        p["prediction_id"] for p in served}
 
 
 def test_a_long_outage_drops_the_oldest_rows_and_counts_them(make_client, world):
@@ -87,7 +89,7 @@ def test_a_long_outage_drops_the_oldest_rows_and_counts_them(make_client, world)
     assert 'prodml_prediction_log_rows{state="dropped"} 2.0' in client.get("/metrics").text
     writer.ship = real_ship
     _until(lambda: writer.written == 3)
-    logged = {r["prediction_id"] for r in prediction_log_rows(world["config"])}
+    logged = {r["prediction_id"] for r in prediction_log_rows(world["config"], client)}
     assert logged == {p["prediction_id"] for p in served[2:]}  # the newest three
 
 
