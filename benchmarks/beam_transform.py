@@ -1,15 +1,19 @@
 """B2 Beam transform: landed CSVs → train/eval TFRecords + statistics, three ways, same output.
 
 (a) batched Beam: ml.transform.run — the DAGs' transform (a whole CSV per element, Arrow batches,
-    columnar clean/split/statistics, serialize_examples per batch) on FnApiRunner.
+    columnar clean/split/statistics, whole-batch tf.train.Example serialization (ml.tfrecords),
+    one framed blob per batch and shard, grouped and written one file per shard) on FnApiRunner.
 (b) per-element Beam: ReadFromText, one DoFn call per CSV line (csv parse, type conversion,
-    label check, crc32 split, one tf.train.Example), statistics by a per-element CombineFn.
+    label check, crc32 split, one protobuf tf.train.Example), statistics by a per-element
+    CombineFn, beam.io.WriteToTFRecord.
 (c) outside Beam: the same functions as (a) (read_csv, clean, split_bucket, partial_stats,
-    serialize_examples) in a plain loop, written with tf.io.TFRecordWriter; timed per phase, which
-    gives the split between the columnar transform and serializing examples.
+    tfrecords.serialize/frame, same batches and shards) in a plain loop, written with plain file
+    writes; timed per phase, which gives the split between the columnar transform, serializing
+    examples and writing.
 
-Checked: each split holds the same multiset of serialized tf.train.Example records in all three,
-and the statistics agree.
+Checked in the same run: (a) and (c) write byte-identical shard files; each split holds the same
+multiset of tf.train.Example records in all three (compared after protobuf's deterministic
+re-serialization, as (b) builds its protobufs field by field); the statistics agree.
 
     python -m benchmarks.beam_transform [--rows 120000] [--repeat 1]
 """
@@ -106,7 +110,7 @@ def per_element_pipeline(p, pattern: str, header: list[str], output: str, schema
                     stat[0] += 1
                     stat[1] += float(value)
                     stat[2] += float(value) ** 2
-                elif f.transform == "lookup" and not f.vocabulary:
+                elif (f.transform == "lookup" and not f.vocabulary) or f.transform == "hash":
                     counts = acc["counts"].setdefault(f.name, {})
                     counts[str(value)] = counts.get(str(value), 0) + 1
             return acc
@@ -144,19 +148,17 @@ def run_per_element(files: list[Path], output: str) -> None:
 
 
 def run_arrow(files: list[Path], output: str) -> dict:
-    """The transform's own functions in a plain loop; returns seconds per phase."""
+    """The transform's own functions in a plain loop (same batches, same round-robin shards, same
+    order within a shard as (a)); returns seconds per phase."""
     import pyarrow as pa
-    import tensorflow as tf
 
     from ml import features as F
+    from ml import tfrecords
     from ml import transform as T
 
     schema = F.load_schema(SCHEMA)
     phases = {"read_clean_split_stats_s": 0.0, "serialize_s": 0.0, "write_s": 0.0}
-    for s in ("train", "eval"):
-        Path(output, s).mkdir(parents=True, exist_ok=True)
-    writers = {s: [tf.io.TFRecordWriter(f"{output}/{s}/part-{i:05d}-of-{NUM_SHARDS:05d}.tfrecord")
-                   for i in range(NUM_SHARDS)] for s in ("train", "eval")}
+    shards = {s: [[] for _ in range(NUM_SHARDS)] for s in ("train", "eval")}
     written = {"train": 0, "eval": 0}
     parts = []
     for path in files:
@@ -166,21 +168,21 @@ def run_arrow(files: list[Path], output: str) -> dict:
         splits = {"train": table.filter(pa.array(~is_eval)), "eval": table.filter(pa.array(is_eval))}
         parts.append(T.partial_stats(splits["train"], schema))
         t1 = time.perf_counter()
-        records = {s: T.serialize_examples(t, schema) for s, t in splits.items()}
-        t2 = time.perf_counter()
-        for s, recs in records.items():
-            shards = writers[s]
-            for record in recs:
-                shards[written[s] % NUM_SHARDS].write(record)
-                written[s] += 1
-        t3 = time.perf_counter()
+        for s, t in splits.items():
+            for batch in t.to_batches(max_chunksize=T.BATCH_ROWS):
+                records = tfrecords.serialize(pa.Table.from_batches([batch]), schema)
+                written[s] += len(records)
+                for shard in range(NUM_SHARDS):
+                    part = records.take(pa.array(range(shard, len(records), NUM_SHARDS)))
+                    if len(part):
+                        shards[s][shard].append(tfrecords.frame(part))
         phases["read_clean_split_stats_s"] += t1 - t0
-        phases["serialize_s"] += t2 - t1
-        phases["write_s"] += t3 - t2
+        phases["serialize_s"] += time.perf_counter() - t1
     t0 = time.perf_counter()
-    for shards in writers.values():
-        for w in shards:
-            w.close()
+    for s, blobs in shards.items():
+        Path(output, s).mkdir(parents=True, exist_ok=True)
+        for shard, parts_of_shard in enumerate(blobs):
+            Path(output, s, f"part-{shard:05d}-of-{NUM_SHARDS:05d}.tfrecord").write_bytes(b"".join(sorted(parts_of_shard)))
     T._write_json(T.finalize_stats(T.merge_stats(parts), schema), f"{output}/stats.json")
     phases["write_s"] += time.perf_counter() - t0
     return {**phases, "train_rows": written["train"], "eval_rows": written["eval"]}
@@ -198,6 +200,13 @@ def digests(folder: str, split: str) -> Counter:
     for record in tf.data.TFRecordDataset(files).batch(4096).as_numpy_iterator():
         out.update(hashlib.blake2b(r, digest_size=16).digest() for r in record)
     return out
+
+
+def same_files(a: str, b: str, split: str) -> bool:
+    """The two folders hold the same shard files, byte for byte."""
+    names = sorted(p.name for p in Path(a, split).glob("part-*.tfrecord"))
+    return bool(names) and names == sorted(p.name for p in Path(b, split).glob("part-*.tfrecord")) and all(
+        Path(a, split, n).read_bytes() == Path(b, split, n).read_bytes() for n in names)
 
 
 def canonical_digests(folder: str, split: str) -> Counter:
@@ -263,11 +272,12 @@ def run(rows: int = 120_000, repeat: int = 1, check: bool = True) -> dict:
                 if not same_bytes:
                     d = {k: canonical_digests(outs[k], split) for k in outs}
                 checks[split] = {"rows": sum(d["a"].values()), "identical_bytes": same_bytes,
-                                 "identical_examples": d["a"] == d["b"] == d["c"]}
+                                 "identical_examples": d["a"] == d["b"] == d["c"],
+                                 "a_c_identical_files": same_files(outs["a"], outs["c"], split)}
             st = {k: json.loads(Path(outs[k], "stats.json").read_text()) for k in outs}
             checks["stats_match"] = stats_match(st["a"], st["b"]) and stats_match(st["a"], st["c"])
-            checks["identical"] = (checks["stats_match"] and checks["train"]["identical_examples"]
-                                   and checks["eval"]["identical_examples"])
+            checks["identical"] = checks["stats_match"] and all(
+                checks[s]["identical_examples"] and checks[s]["a_c_identical_files"] for s in ("train", "eval"))
     med = {k: statistics.median(v) for k, v in times.items()}
     ph = {k: statistics.median(p[k] for p in phases) for k in ("read_clean_split_stats_s", "serialize_s", "write_s")}
     total_c = sum(ph.values())
@@ -286,7 +296,7 @@ def run(rows: int = 120_000, repeat: int = 1, check: bool = True) -> dict:
     print_table(f"B2 Beam transform ({n} rows, {len(files)} file(s), FnApiRunner, median of {repeat})", figures)
     print(f"  (a) batched Beam {med['a']:.2f} s, (b) per-element Beam {med['b']:.2f} s, (c) pyarrow {med['c']:.2f} s")
     print(f"  (c) time split: read+clean+split+stats {share['read_clean_split_stats']:.0%}, "
-          f"serialize tf.train.Example {share['serialize']:.0%}, write TFRecords {share['write']:.0%}")
+          f"serialize tf.train.Example + frame {share['serialize']:.0%}, write TFRecords {share['write']:.0%}")
     if checks:
         print(f"  output check: {checks}")
     write_result("beam_transform", result)

@@ -104,7 +104,9 @@ def main(argv=None) -> dict:
         for f in entry["figures"]:
             aim = "" if f["aim"] is None else f"  aim ≥{f['aim']:g}x: {'ok' if f['met'] else 'MISS'}"
             rate = "" if f["ours_rows_per_s"] is None else f"  {f['ours_rows_per_s']:,.0f} rows/s"
-            print(f"  {f['figure']}: {f['ratio']:.1f}x{rate}{aim}")
+            print(f"  {f['figure']}: {f['ratio']:.2f}x{rate}{aim}")
+            if f.get("note"):
+                print(f"      {f['note']}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "summary.json").write_text(json.dumps({"machine": machine(), "total_s": total,
                                                       "benchmarks": summary}, indent=2) + "\n")

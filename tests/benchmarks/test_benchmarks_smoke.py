@@ -53,6 +53,9 @@ def test_b1_input_pipeline(bench_dirs):
     result = input_pipeline.run(rows=TINY, naive_rows=TINY, repeat=1)
     _figures_ok(result)
     assert result["rows"] == TINY  # every pipeline saw every row (checked inside run)
+    limit = result["training_limit"]  # the same training from memory and through make_dataset
+    assert limit["memory"]["steps"] == limit["tfrecords"]["steps"] == 5 * -(-TINY // input_pipeline.BATCH)
+    assert 0 <= limit["tfrecords"]["input_share"] < 1 and "training run" in result["figures"][-1]["figure"]
     assert json.loads((bench_dirs / "results" / "input_pipeline.json").read_text())["rows"] == TINY
 
 
@@ -61,6 +64,7 @@ def test_b2_beam_transform_outputs_identical(bench_dirs):
     _figures_ok(result)
     checks = result["checks"]
     assert checks["identical"] and checks["stats_match"]
+    assert checks["train"]["a_c_identical_files"] and checks["eval"]["a_c_identical_files"]
     assert checks["train"]["rows"] + checks["eval"]["rows"] == result["rows"] == TINY
     assert set(result["arrow_phase_share"]) == {"read_clean_split_stats", "serialize", "write"}
 
