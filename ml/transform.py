@@ -12,7 +12,8 @@ is a single row.
 
 Outputs under --output:
   train/part-SSSSS-of-NNNNN.tfrecord, eval/part-...tfrecord   raw model inputs + label
-  stats.json    vocabularies and mean/variance of the train split (adapts the model's layers)
+  stats.json    vocabularies and mean/variance of the train split (adapts the model's layers; the
+                observed values of hashed features name the rows of the exported embeddings)
   summary.json  row counts (in, dropped and why, train, eval)
 """
 
@@ -69,7 +70,8 @@ def partial_stats(table: pa.Table, schema: F.Schema) -> dict:
             values = col.cast(pa.float64()).drop_null().to_numpy()
             values = values[~np.isnan(values)]
             out["numeric"][f.name] = [len(values), float(values.sum()), float((values**2).sum())]
-        elif f.transform == "lookup" and not f.vocabulary:
+        elif (f.transform == "lookup" and not f.vocabulary) or f.transform == "hash":
+            # hashed features: the observed values name the embedding rows (ml.embeddings)
             vc = pc.value_counts(col.drop_null())
             out["counts"][f.name] = {str(v["values"]): int(v["counts"]) for v in vc.to_pylist()}
     return out
@@ -97,12 +99,11 @@ def finalize_stats(merged: dict, schema: F.Schema) -> dict:
         numeric[name] = {"count": n, "mean": mean, "var": max(ss / n - mean * mean, 0.0) if n else 1.0}
     vocabulary = {}
     for f in schema.model_inputs:
-        if f.transform == "lookup":
-            if f.vocabulary:
-                vocabulary[f.name] = list(f.vocabulary)
-            else:  # most frequent first; ties by value for determinism
-                counts = merged["counts"].get(f.name, {})
-                vocabulary[f.name] = [v for v, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+        if f.transform == "lookup" and f.vocabulary:
+            vocabulary[f.name] = list(f.vocabulary)
+        elif f.transform in ("lookup", "hash"):  # most frequent first; ties by value for determinism
+            counts = merged["counts"].get(f.name, {})
+            vocabulary[f.name] = [v for v, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     return {"numeric": numeric, "vocabulary": vocabulary, "schema_hash": schema.digest}
 
 
