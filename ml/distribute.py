@@ -8,7 +8,7 @@ multi-replica Vertex AI job; the machine, not a flag, says which strategy fits:
                          `/dev/accel*` device): `TPUStrategy` on a `TPUClusterResolver`
   parameter_server       `TF_CONFIG`'s cluster has a `ps` job: `ParameterServerStrategy`
   multi_worker_mirrored  `TF_CONFIG`'s cluster has more than one chief/worker task
-  mirrored               more than one local GPU
+  mirrored               more than one local GPU (declared: every local GPU, else every logical CPU)
   default                anything else (one CPU or one GPU)
 
 `strategy_kind` is the decision, a pure function of the environment (unit-tested without a TPU);
@@ -86,7 +86,9 @@ def make_strategy(kind: str, env: Mapping[str, str] | None = None):
     if kind == "multi_worker_mirrored":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if kind == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # Every local GPU; without GPUs, every logical CPU device (one CPU split in two in the tests).
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
     if kind == "default":
         return tf.distribute.get_strategy()
     raise ValueError(f"unknown strategy kind {kind!r}: expected one of {', '.join(KINDS)}")

@@ -5,6 +5,7 @@ Vertex AI CustomJob (same module, same flags). Outputs under --output:
 
   model/            exported SavedModel: raw features in, probability out (serving graph)
   model/model.keras the Keras model, for warm starts of the next candidate
+  model/embeddings/ the sensor embeddings for the TensorBoard projector (`ml.embeddings`)
   training.json     per-epoch loss/AUC, input-wait share, peak memory, strategy
 """
 
@@ -18,6 +19,7 @@ import resource
 import time
 from pathlib import Path
 
+from ml import embeddings
 from ml.distribute import choose_strategy  # TPU / multi-worker / mirrored / default, from the environment
 
 log = logging.getLogger(__name__)
@@ -148,6 +150,15 @@ class InputWaitMonitor:
         return record
 
 
+def build_for_replicas(model, strategy, dataset) -> None:
+    """Build the model's compile state from one local batch. Under a multi-replica strategy Keras
+    builds it from the first distributed batch averaged over the replicas (`strategy.reduce("MEAN")`),
+    which fails on string inputs (sensor ids, road types); once built, it skips that step."""
+    x, y = next(iter(dataset.take(1)))
+    with strategy.scope():
+        model._symbolic_build(data_batch=(x, y, None))
+
+
 def run(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description="Train the congestion model on TFRecords of raw features.")
     parser.add_argument("--train", required=True, help="TFRecord glob (train split)")
@@ -196,6 +207,7 @@ def _train(args, schema, stats: dict, train_files: list, eval_files: list, outpu
     if not train_files:
         raise FileNotFoundError(f"no training shards match {args.train}")
     strategy = choose_strategy()
+    replicas = strategy.num_replicas_in_sync
     hidden = [int(u) for u in args.hidden_units.split(",") if u]
     with strategy.scope():
         model = build_model(schema, stats, hidden, args.learning_rate)
@@ -210,20 +222,30 @@ def _train(args, schema, stats: dict, train_files: list, eval_files: list, outpu
                 log.warning("warm start skipped (%s): training from scratch", exc)
                 warm = ""
 
-    train = make_dataset([str(f) for f in train_files], schema, args.batch_size, shuffle=True, seed=args.seed,
-                         steps_per_draw=STEPS_PER_DRAW)
+    shards = [str(f) for f in train_files]
+    # One replica: blocks of batches (one iterator draw per STEPS_PER_DRAW steps). Several: each
+    # global batch is split across the replicas by the strategy (synchronous all-reduce).
+    train = make_dataset(shards, schema, args.batch_size, shuffle=True, seed=args.seed,
+                         steps_per_draw=STEPS_PER_DRAW if replicas == 1 else 1)
     if args.shuffle_labels:
         train = train.map(lambda x, y: (x, tf.random.shuffle(y, seed=args.seed)))
+    if replicas > 1:
+        build_for_replicas(model, strategy, make_dataset(shards, schema, args.batch_size, shuffle=False, cache=False))
+        train = strategy.experimental_distribute_dataset(train)
     evaluation = make_dataset([str(f) for f in eval_files], schema, args.batch_size, shuffle=False)
     monitor = InputWaitMonitor()
     for epoch in range(args.epochs):
-        record = monitor.run_epoch(model, train, batch_size=args.batch_size)
+        record = monitor.run_epoch(model, train, batch_size=args.batch_size if replicas == 1 else None)
         log.info("epoch %d: %s", epoch + 1, record)
+    if replicas > 1:  # evaluate and export one plain copy: the SavedModel must not depend on the devices
+        trained, model = model, build_model(schema, stats, hidden, args.learning_rate)
+        model.set_weights(trained.get_weights())
     eval_logs = model.evaluate(evaluation, return_dict=True, verbose=0) if args.epochs else {}
     model.export(str(output / "model"), format="tf_saved_model", verbose=False)
-    # The Keras file rides inside the SavedModel folder (loaders ignore it), so one registered
-    # folder serves and warm-starts.
+    # The Keras file and the embeddings for the projector ride inside the SavedModel folder
+    # (loaders ignore them), so one registered folder serves, warm-starts and is explored.
     model.save(output / "model" / "model.keras")
+    projected = embeddings.export_projector(model, schema, stats, str(output / "model" / "embeddings"))
 
     input_share = sum(e["input_wait_s"] for e in monitor.epochs) / max(
         sum(e["input_wait_s"] + e["compute_s"] for e in monitor.epochs), 1e-9)
@@ -234,6 +256,8 @@ def _train(args, schema, stats: dict, train_files: list, eval_files: list, outpu
         "bound": "input-bound" if input_share > 0.5 else "compute-bound",
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "strategy": type(strategy).__name__,
+        "replicas": replicas,
+        "embeddings": projected,
         "warm_start": warm or None,
         "shuffled_labels": args.shuffle_labels,
     }
