@@ -6,13 +6,14 @@ parse-then-batch, and the cached second epoch vs the first.
 
 Every pipeline yields what the trainer consumes: batches of ({feature: (n, 1) tensor}, label),
 and one epoch is a full pass drawn batch by batch. All pipelines run the trainer's settings
-(batch 256, shuffle=True). The TFRecords (4 shards per landed day) are written once by the
+(batch 256, shuffle=True); make_dataset runs as the trainer reads it (blocks of STEPS_PER_DRAW
+batches, split by ml.trainer.split_blocks). The TFRecords (4 shards per landed day) are written once by the
 transform's functions (read_csv, clean, ml.tfrecords) and cached under benchmarks/.data.
 
 The training limit: a full training run (the trainer's model, loop and InputWaitMonitor, 5 epochs
 as `ml.trainer` defaults to) fed by make_dataset from the TFRecords, against the same run fed from
-tensors already in memory (parsed and batched before the clock starts). Aim: within 1.2x, with
-the trainer's input-wait share under 5 %.
+tensors already in memory (parsed and batched before the clock starts), two runs of each in
+ABBA order, medians. Aim: within 1.2x, with the trainer's input-wait share under 5 %.
 
     python -m benchmarks.input_pipeline [--rows 240000] [--naive-rows 50000] [--repeat 3] [--slow-repeat 1]
         [--epochs 5]
@@ -202,17 +203,19 @@ def in_memory_batches(pattern: str, schema, batch_size: int, epochs: int, seed: 
     return out
 
 
-def training_limit(rec: dict, schema, epochs: int = 5, batch_size: int = BATCH) -> dict:
+def training_limit(rec: dict, schema, epochs: int = 5, batch_size: int = BATCH, pairs: int = 2) -> dict:
     """A full training run (the trainer's model, loop and monitor) fed by make_dataset from the
-    TFRecords, against the same run fed from tensors already in memory. Each model first takes
-    one untimed step, so neither run's time includes tracing the train step."""
+    TFRecords, against the same run fed from tensors already in memory; `pairs` of each, in the
+    order memory, tfrecords, tfrecords, memory, ... (drift on a shared machine falls on both),
+    medians reported. Each model first takes one untimed step, so no run's time includes tracing."""
     import keras
 
     from ml.trainer import STEPS_PER_DRAW, InputWaitMonitor, build_model, make_dataset
 
     feeds = in_memory_batches(rec["pattern"], schema, batch_size, epochs)
-    runs = {}
-    for name in ("memory", "tfrecords"):
+    order = [("memory", "tfrecords"), ("tfrecords", "memory")] * pairs
+    samples = {"memory": [], "tfrecords": []}
+    for name in [n for pair in order[:pairs] for n in pair]:
         keras.utils.set_random_seed(7)
         model = build_model(schema, rec["stats"], [64, 32], 0.003)
         x, y = feeds[0][0]
@@ -229,10 +232,17 @@ def training_limit(rec: dict, schema, epochs: int = 5, batch_size: int = BATCH) 
         seconds = time.perf_counter() - t0
         wait = sum(e["input_wait_s"] for e in monitor.epochs)
         step = sum(e["input_wait_s"] + e["compute_s"] for e in monitor.epochs)
-        runs[name] = {"seconds": round(seconds, 3), "input_share": round(wait / step, 4),
-                      "epoch_s": [round(e["input_wait_s"] + e["compute_s"], 3) for e in monitor.epochs],
-                      "epoch_input_share": [e["input_share"] for e in monitor.epochs],
-                      "steps": sum(e["steps"] for e in monitor.epochs), "auc": monitor.epochs[-1].get("auc")}
+        samples[name].append({"seconds": round(seconds, 3), "input_share": round(wait / step, 4),
+                              "epoch_s": [round(e["input_wait_s"] + e["compute_s"], 3) for e in monitor.epochs],
+                              "epoch_input_share": [e["input_share"] for e in monitor.epochs],
+                              "steps": sum(e["steps"] for e in monitor.epochs), "auc": monitor.epochs[-1].get("auc")})
+    runs = {}
+    for name, runs_of in samples.items():
+        middle = sorted(runs_of, key=lambda r: r["seconds"])[(len(runs_of) - 1) // 2]  # the median run
+        runs[name] = {**middle, "seconds": round(statistics.median(r["seconds"] for r in runs_of), 3),
+                      "input_share": round(statistics.median(r["input_share"] for r in runs_of), 4),
+                      "all_seconds": [r["seconds"] for r in runs_of],
+                      "all_input_shares": [r["input_share"] for r in runs_of]}
     return runs
 
 
@@ -241,7 +251,11 @@ def run(rows: int = 240_000, naive_rows: int = 50_000, repeat: int = 3, slow_rep
     import tensorflow as tf  # noqa: F401  (imported before timing)
 
     from ml import features as F
-    from ml.trainer import make_dataset
+    from ml.trainer import STEPS_PER_DRAW, make_dataset, split_blocks
+
+    def ours(cache: bool):
+        """make_dataset as the trainer reads it: blocks of batches, split back into batches."""
+        return make_dataset(rec["pattern"], schema, BATCH, shuffle=True, cache=cache, steps_per_draw=STEPS_PER_DRAW)
 
     schema = F.load_schema(SCHEMA)
     sim = simulated(rows)
@@ -261,14 +275,14 @@ def run(rows: int = 240_000, naive_rows: int = 50_000, repeat: int = 3, slow_rep
     expect = [n]
     first, second = [], []
     for _ in range(repeat):  # a fresh make_dataset each time: epoch 1 fills the cache, epoch 2 reads it
-        ds = make_dataset(rec["pattern"], schema, BATCH, shuffle=True, cache=True)
+        ds = ours(cache=True)
         for bucket in (first, second):
-            s, seen = epoch(ds)
+            s, seen = epoch(split_blocks(ds, BATCH))
             if seen != n:
                 raise AssertionError(f"make_dataset saw {seen} rows, expected {n}")
             bucket.append(s)
     ours1, ours2 = statistics.median(first), statistics.median(second)
-    nocache, nocache_all = med(lambda: epoch(make_dataset(rec["pattern"], schema, BATCH, shuffle=True, cache=False)))
+    nocache, nocache_all = med(lambda: epoch(split_blocks(ours(cache=False), BATCH)))
     ptb, ptb_all = med(lambda: epoch(parse_then_batch(rec["pattern"], schema, BATCH, shuffle=True)))
     csv, csv_all = med(lambda: epoch(csv_dataset(sim["landing_files"], schema, BATCH, shuffle=True)))
     expect[0] = naive_rows

@@ -25,7 +25,7 @@ from ml.distribute import choose_strategy  # TPU / multi-worker / mirrored / def
 log = logging.getLogger(__name__)
 
 
-SHUFFLE_CHUNK = 8_192  # rows read, parsed and cached together
+SHUFFLE_CHUNK = 4_096  # rows read, parsed and cached together
 SHUFFLE_CHUNKS = 4  # chunks whose order is shuffled together (the first batch waits for them)
 SHUFFLE_WINDOW = 16_384  # rows permuted together: consecutive chunks after the chunk shuffle
 STEPS_PER_DRAW = 64  # training batches drawn from tf.data at once

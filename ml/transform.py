@@ -6,9 +6,9 @@ One `run(argv)` entry point (like Beam's wordcount.py), run unchanged by
 Work happens on Arrow batches (a whole CSV file per element, split into record batches), not
 one Python dict per row: parsing, cleaning, the train/eval split, the partial statistics and the
 tf.train.Example serialisation (`ml.tfrecords`: the protobuf wire format assembled column by
-column) are columnar. Each batch is cut round-robin into one framed TFRecord blob per shard; a
-shard's blobs are grouped and written as one file through Beam's FileSystems, so no Beam element
-is a single row.
+column) are columnar. Each batch is cut round-robin into one framed TFRecord piece per shard;
+a shard's pieces are grouped (paths only) and concatenated into one file through Beam's
+FileSystems, so no Beam element is a single row.
 
 Outputs under --output:
   train/part-SSSSS-of-NNNNN.tfrecord, eval/part-...tfrecord   raw model inputs + label
@@ -20,6 +20,7 @@ Outputs under --output:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import uuid
@@ -142,12 +143,15 @@ class ProcessFile(beam.DoFn):
 
 
 class SerializeShards(beam.DoFn):
-    """One (split, Arrow batch) → ((split, shard), framed TFRecord bytes) for each shard: rows dealt
-    round-robin, so shards stay even however few batches a split has."""
+    """One (split, Arrow batch) → for each shard, its rows (dealt round-robin, so shards stay even
+    however few batches a split has) framed as TFRecords and written as one piece file; emits
+    ((split, shard), piece path). Only paths cross the shuffle, not the records: on FnApiRunner,
+    moving the bytes through the GroupByKey cost as much as serializing them."""
 
-    def __init__(self, schema_path: str, num_shards: int):
+    def __init__(self, schema_path: str, num_shards: int, output: str):
         self.schema_path = schema_path
         self.num_shards = num_shards
+        self.output = output
 
     def setup(self):
         self.schema = F.load_schema(self.schema_path)
@@ -158,19 +162,37 @@ class SerializeShards(beam.DoFn):
         for shard in range(self.num_shards):
             part = records.take(pa.array(np.arange(shard, len(records), self.num_shards)))
             if len(part):
-                yield (split, shard), tfrecords.frame(part)
+                blob = tfrecords.frame(part)
+                # Named by content: a retried bundle rewrites the same piece, and the name orders it.
+                path = f"{self.output}/{PIECES}/{split}-{shard:05d}-{piece_key(blob)}.tfrecord"
+                with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
+                    handle.write(blob)
+                yield (split, shard), path
+
+
+PIECES = "_pieces"
+
+
+def piece_key(blob: bytes) -> str:
+    """A piece's place in its shard: a digest of its bytes (reruns give the same order)."""
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
 def write_shard(item, output: str, num_shards: int) -> str:
-    """Write one shard's blobs (in a fixed order: reruns give the same file) under a temporary
-    name, then rename it into place: a retried or failed bundle never leaves half a shard."""
-    (split, shard), blobs = item
+    """Concatenate one shard's pieces (in digest order: reruns give the same file) under a
+    temporary name, rename it into place (a retried or failed bundle never leaves half a shard),
+    then delete the pieces."""
+    (split, shard), paths = item
+    pieces = sorted(p for p in paths if p)
     path = f"{output}/{split}/part-{shard:05d}-of-{num_shards:05d}.tfrecord"
     tmp = f"{path}.tmp-{uuid.uuid4().hex}"
     with FileSystems.create(tmp, compression_type=CompressionTypes.UNCOMPRESSED) as handle:
-        for blob in sorted(blobs):
-            handle.write(blob)
+        for piece in pieces:
+            with FileSystems.open(piece, compression_type=CompressionTypes.UNCOMPRESSED) as source:
+                handle.write(source.read())
     FileSystems.rename([tmp], [path])
+    if pieces:
+        FileSystems.delete(pieces)
     return path
 
 
@@ -196,12 +218,12 @@ def build_pipeline(p, input_files: list[str], output: str, schema_path: str, eva
         | "ParseCleanSplit" >> beam.ParDo(ProcessFile(schema_path, eval_fraction)).with_outputs(
             "counts", main="batches")
     )
-    blobs = batches.batches | "Serialize" >> beam.ParDo(SerializeShards(schema_path, num_shards))
+    pieces = batches.batches | "Serialize" >> beam.ParDo(SerializeShards(schema_path, num_shards, output))
     # Every shard exists, even one that no batch reached (an empty file, as WriteToTFRecord wrote).
-    every_shard = p | "AllShards" >> beam.Create([((split, shard), b"") for split in ("train", "eval")
+    every_shard = p | "AllShards" >> beam.Create([((split, shard), "") for split in ("train", "eval")
                                                    for shard in range(num_shards)])
     (
-        (blobs, every_shard)
+        (pieces, every_shard)
         | "Flatten" >> beam.Flatten()
         | "GroupShards" >> beam.GroupByKey()
         | "WriteShards" >> beam.Map(write_shard, output, num_shards)
@@ -254,6 +276,8 @@ def run(argv: list[str] | None = None) -> dict:
     options = PipelineOptions(beam_args, save_main_session=False)
     with beam.Pipeline(options=options) as p:
         build_pipeline(p, files, output, args.schema, args.eval_fraction, args.num_shards)
+    if FileSystems.exists(f"{output}/{PIECES}"):  # the emptied folder (local; object stores have none)
+        FileSystems.delete([f"{output}/{PIECES}"])
     summary = {
         "input_files": files,
         **_read_json(f"{output}/_counts.json"),

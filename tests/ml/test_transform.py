@@ -76,5 +76,6 @@ def test_a_rerun_writes_the_same_bytes_and_leaves_no_temporary_files(landing, tm
         assert [p.name for p in a] == [p.name for p in sorted((tmp_path / "b" / split).iterdir())]
         assert all(p.read_bytes() == (tmp_path / "b" / split / p.name).read_bytes() for p in a)
         assert not [p for p in a if ".tmp-" in p.name]
+    assert not (tmp_path / "a" / "_pieces").exists()  # the pieces are concatenated, then removed
     sizes = [p.stat().st_size for p in sorted((tmp_path / "a" / "train").iterdir())]
     assert max(sizes) - min(sizes) < 0.05 * max(sizes)  # rows dealt round-robin: even shards
