@@ -15,7 +15,7 @@ Checked in the same run: (a) and (c) write byte-identical shard files; each spli
 multiset of tf.train.Example records in all three (compared after protobuf's deterministic
 re-serialization, as (b) builds its protobufs field by field); the statistics agree.
 
-    python -m benchmarks.beam_transform [--rows 120000] [--repeat 1]
+    python -m benchmarks.beam_transform [--rows 240000] [--repeat 1]
 """
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ def warm_up(csv: Path, folder: Path) -> None:
     run_arrow([sample], str(folder / "c"))
 
 
-def run(rows: int = 120_000, repeat: int = 1, check: bool = True) -> dict:
+def run(rows: int = 240_000, repeat: int = 1, check: bool = True) -> dict:
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     logging.getLogger("ml").setLevel(logging.WARNING)
     import apache_beam  # noqa: F401  (imports before timing)
@@ -323,7 +323,7 @@ def run(rows: int = 120_000, repeat: int = 1, check: bool = True) -> dict:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.beam_transform", description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=120_000)
+    parser.add_argument("--rows", type=int, default=240_000)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--no-check", action="store_true")
     args = parser.parse_args(argv)

@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from benchmarks.common import RESULTS, machine  # noqa: E402
 
 ALL = ("B1", "B2", "B3", "B4", "B5", "drift", "validate")
-DEFAULT_ROWS = {"B1": 240_000, "B2": 120_000, "B4": 120_000}
+DEFAULT_ROWS = {"B1": 240_000, "B2": 240_000, "B4": 120_000}
 
 
 def _b1(rows, repeat):
