@@ -24,6 +24,7 @@ SAMPLE_PARAMS = {
     "monitoring_batch_scores": {"first": dt.date(2024, 1, 1), "last": dt.date(2024, 1, 2)},
     "monitoring_verdicts": {"model_version": "v0001", "until": NOW_PARAM, "limit": 3},
     "rollback_audit_recent": {"limit": 10},
+    "serving_head": {"first_date": dt.date(2024, 1, 1), "last_date": dt.date(2024, 1, 2), "model_version": "v0001"},
 }
 
 DAY1, DAY2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
