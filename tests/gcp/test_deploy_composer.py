@@ -18,7 +18,7 @@ from tests.gcp import emulators
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "deploy_composer.py"
-DAG_IDS = {"static_training", "dynamic_training", "batch_prediction", "rollback", "monitoring"}
+DAG_IDS = {p.stem for p in (ROOT / "dags").glob("*.py")}  # one DAG per file, named as its file
 
 
 @pytest.fixture(scope="module")
