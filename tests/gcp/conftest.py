@@ -24,28 +24,26 @@ from tests.gcp import emulators
 os.environ.setdefault(emulators.GCSFS_HNS, "false")
 
 
-@pytest.fixture(scope="session")
-def gcs_emulator():
-    emulator = emulators.start_gcs(SESSION_DIR / "emulators")
+def _running(start, env_of):
+    """Start an emulator, set its client variables for the session, stop it at the end."""
+    emulator = start(SESSION_DIR / "emulators")
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in emulators.gcs_env(emulator).items():
+        for key, value in env_of(emulator).items():
             mp.setenv(key, value)
         try:
             yield emulator
         finally:
             emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    yield from _running(emulators.start_gcs, emulators.gcs_env)
 
 
 @pytest.fixture(scope="session")
 def bq_emulator():
-    emulator = emulators.start_bigquery(SESSION_DIR / "emulators")
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in emulators.bigquery_env(emulator).items():
-            mp.setenv(key, value)
-        try:
-            yield emulator
-        finally:
-            emulator.stop()
+    yield from _running(emulators.start_bigquery, emulators.bigquery_env)
 
 
 @pytest.fixture(scope="session")
