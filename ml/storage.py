@@ -19,6 +19,7 @@ import atexit
 import builtins
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import shutil
@@ -283,18 +284,19 @@ def _local_lock(path: Path):
 
 
 
-def _gcs_blob(fs, path: str):
-    """The google-cloud-storage blob for a gcsfs path: conditional writes need the client's
-    `if_generation_match` (gcsfs has no precondition API)."""
-    from google.auth.credentials import AnonymousCredentials
+@functools.lru_cache(maxsize=1)
+def _gcs_client():
+    """One google-cloud-storage client per process (it honours STORAGE_EMULATOR_HOST itself)."""
     from google.cloud import storage as gcs
 
+    return gcs.Client()
+
+
+def _gcs_blob(path: str):
+    """The google-cloud-storage blob for a gcsfs path: conditional writes need the client's
+    `if_generation_match` (gcsfs has no precondition API)."""
     bucket, _, key = path.partition("/")
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        client = gcs.Client(project="emulator", credentials=AnonymousCredentials())
-    else:
-        client = gcs.Client()
-    return client.bucket(bucket).blob(key)
+    return _gcs_client().bucket(bucket).blob(key)
 
 
 def replace_if(uri: str, data: bytes, expected: str | None) -> str:
@@ -310,7 +312,7 @@ def replace_if(uri: str, data: bytes, expected: str | None) -> str:
             return generation(uri)
     from google.api_core.exceptions import PreconditionFailed as GcsPreconditionFailed
 
-    blob = _gcs_blob(fs, path)
+    blob = _gcs_blob(path)
     try:
         blob.upload_from_string(data, if_generation_match=0 if expected is None else int(expected))
     except GcsPreconditionFailed as exc:
