@@ -36,7 +36,8 @@ class VertexMirrorOperator(BaseOperator):
 
         models = registry.connect(self.registry_config)
         aliases = models.aliases()
-        records = [models.get(v) for v in vr.mirrored_versions(models.history(), aliases)]
+        wanted = set(vr.mirrored_versions(models.history(), aliases))
+        records = [r for r in models.list_versions() if r["version"] in wanted]  # one listing, not a get each
         current = vr.vertex_aliases_of(client, vr.model_name(self.project_id, self.region, self.model_id))
         return vr.mirror_plan(project=self.project_id, region=self.region, model_id=self.model_id,
                               display_name=self.model_id, serving_image_uri=self.serving_image_uri,
