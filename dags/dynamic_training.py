@@ -28,6 +28,7 @@ from prodml_airflow.targets import google_cloud, transform_runner, vertex_traine
 from prodml_airflow.tasks import beam_transform, file_set_sensor, train_model
 from prodml_airflow.tuned import trainer_flags, training_params
 from prodml_airflow.validation import DriftCheckOperator, ValidateDataOperator
+from prodml_airflow.vertex_endpoint import vertex_endpoint
 from prodml_airflow.vertex_mirror import vertex_mirror
 
 from ml.config import load
@@ -147,6 +148,10 @@ def dynamic_training():
                            settings=CONFIG["registry"].get("vertex_mirror"))
     if mirror is not None:  # gcp profile: Vertex AI Model Registry follows the bucket registry
         tail >> mirror
+    endpoint = vertex_endpoint(registry_config=CONFIG["registry"], serving_config=CONFIG.get("serving"),
+                               google=google_cloud(CONFIG))
+    if endpoint is not None:  # gcp profile, serving.vertex_endpoint on: the endpoint serves the champion
+        mirror >> endpoint
 
 
 dynamic_training()

@@ -15,6 +15,7 @@ from airflow.sdk import Param, dag, task
 from prodml_airflow.assets import CHAMPION
 from prodml_airflow.defaults import default_args
 from prodml_airflow.targets import google_cloud
+from prodml_airflow.vertex_endpoint import vertex_endpoint
 from prodml_airflow.vertex_mirror import vertex_mirror
 
 from ml.config import load
@@ -58,6 +59,10 @@ def rollback():
                            settings=CONFIG["registry"].get("vertex_mirror"))
     if mirror is not None:  # gcp profile: the Vertex aliases move back too
         moved >> mirror
+    endpoint = vertex_endpoint(registry_config=CONFIG["registry"], serving_config=CONFIG.get("serving"),
+                               google=google_cloud(CONFIG))
+    if endpoint is not None:  # gcp profile, serving.vertex_endpoint on: the endpoint serves the restored one
+        mirror >> endpoint
 
 
 rollback()
