@@ -29,6 +29,7 @@ from airflow.sdk import CronTriggerTimetable, Param, dag, task
 from prodml_airflow.assets import CHAMPION
 from prodml_airflow.defaults import default_args
 from prodml_airflow.targets import google_cloud
+from prodml_airflow.vertex_endpoint import vertex_endpoint
 from prodml_airflow.vertex_mirror import vertex_mirror
 
 from ml.config import load
@@ -128,7 +129,8 @@ def monitoring():
                               consecutive_windows=ROLLBACK["consecutive_windows"],
                               cooldown_hours=ROLLBACK["cooldown_hours"], enabled=ROLLBACK["enabled"], now=w["end"])
 
-    @task.short_circuit
+    # only roll_back is skipped without a breach: the endpoint sync below still runs every hour
+    @task.short_circuit(ignore_downstream_trigger_rules=False)
     def breach_confirmed(decision: dict) -> bool:
         return decision["action"] == "rollback"
 
@@ -141,7 +143,8 @@ def monitoring():
 
     w = window()
     evaluated = evaluate(w)
-    evaluated >> [update_bandit(w), refresh_advice(w)]
+    bandit = update_bandit(w)
+    evaluated >> [bandit, refresh_advice(w)]
     decision = judge_rollback(w)
     [evaluated, rearm()] >> decision
     moved = roll_back(decision, w)
@@ -150,6 +153,9 @@ def monitoring():
                            settings=CONFIG["registry"].get("vertex_mirror"))
     if mirror is not None:  # gcp profile: the Vertex aliases follow the rollback
         moved >> mirror
+    endpoint = vertex_endpoint(registry_config=CONFIG["registry"], serving_config=SERVING, google=google_cloud(CONFIG))
+    if endpoint is not None:  # gcp profile, serving.vertex_endpoint on: the split follows the bandit (and a rollback)
+        [bandit, mirror] >> endpoint
 
 
 monitoring()
