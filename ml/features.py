@@ -232,19 +232,95 @@ def read_csv_files(files, schema: Schema, bad_values: str = "raise", open_file=N
     return pa.concat_tables(tables, promote_options="default")
 
 
-def split_bucket(keys, eval_fraction: float):
-    """Deterministic train/eval split on a grouping key: crc32(key) mod 1000.
+SPLIT_BUCKETS = 1000  # keys are hashed into this many buckets; whole buckets go to eval
+NULL_KEY = b"\xff"  # a missing key's bytes: not valid UTF-8, so no real value hashes as it does
 
-    Works on any sequence/array of keys; returns a boolean NumPy array, True = eval.
-    Hashing the *group* key (sensor) keeps one sensor's rows on one side: no cross-contamination.
-    """
+
+class SplitError(SchemaError):
+    """The split key cannot give an eval share near the configured one (a few values hold most
+    rows): choose another `split_key` (or none, for a row hash) or another tolerance. Retrying
+    cannot help."""
+
+
+def split_buckets(keys):
+    """The split bucket of each row: crc32(str(key)) mod SPLIT_BUCKETS. A missing key is a value
+    of its own (all rows without a key share one bucket). `keys`: any sequence or Arrow array."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks()
+    elif not isinstance(keys, pa.Array):
+        keys = pa.array(list(keys) if not hasattr(keys, "dtype") else keys)
+    # Hash each distinct value once (dictionary-encoded), then index: no Python per row.
+    encoded = pc.dictionary_encode(keys, null_encoding="encode")
+    hashes = [zlib.crc32(NULL_KEY if v is None else str(v).encode()) % SPLIT_BUCKETS
+              for v in encoded.dictionary.to_pylist()]
+    return np.asarray(hashes, dtype=np.int64)[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def row_contents(table, schema: Schema):
+    """One string per row: the row's values in schema order (a missing value as NUL), the key that
+    hashes rows when the schema has no `split_key` (equal rows share a bucket; reruns agree)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = [pc.cast(table.column(name), pa.string()) for name in schema.columns if name in table.column_names]
+    return pc.binary_join_element_wise(*columns, "\x1f", null_handling="replace", null_replacement="\x00")
+
+
+def table_split_buckets(table, schema: Schema):
+    """The split bucket of each row of `table`: of its `split_key` value, else of its content."""
+    keys = table.column(schema.split_key) if schema.split_key else row_contents(table, schema)
+    return split_buckets(keys)
+
+
+def choose_eval_buckets(rows_per_bucket, eval_fraction: float) -> list[int]:
+    """The buckets that make the eval split, balanced by rows. Walk the buckets in hash order and
+    take each one that still fits under `eval_fraction` of all rows; then, if one more bucket
+    brings the eval rows closer to the target, take the closest. With many small keys this is
+    close to the plain hash split (mostly the first buckets); a key holding many rows stays in
+    train unless it is the best way to the target. Same counts → same buckets."""
+    counts = [int(n) for n in rows_per_bucket]
+    target = eval_fraction * sum(counts)
+    taken, chosen = 0, []
+    for bucket, rows in enumerate(counts):
+        if rows and taken + rows <= target:
+            taken += rows
+            chosen.append(bucket)
+    taken_buckets = set(chosen)
+    left = [b for b, rows in enumerate(counts) if rows and b not in taken_buckets]
+    best = min(left, key=lambda b: abs(taken + counts[b] - target), default=None)
+    if best is not None and abs(taken + counts[best] - target) < abs(taken - target):
+        chosen = sorted([*chosen, best])
+    return chosen
+
+
+def check_eval_share(rows_per_bucket, eval_buckets: list[int], eval_fraction: float, tolerance: float,
+                     split_key: str | None) -> float:
+    """The realised eval share of `eval_buckets`; SplitError when it is outside [eval_fraction /
+    tolerance, eval_fraction * tolerance] (no rows: no check, 0.0)."""
     import numpy as np
 
-    keys = np.asarray(keys, dtype=object)
-    uniques, inverse = np.unique(keys, return_inverse=True)
-    buckets = np.fromiter((zlib.crc32(str(k).encode()) % 1000 for k in uniques), dtype=np.int64,
-                          count=len(uniques))
-    return (buckets < int(round(eval_fraction * 1000)))[inverse]
+    counts = np.asarray(rows_per_bucket, dtype=np.int64)
+    rows = int(counts.sum())
+    share = int(counts[list(eval_buckets)].sum()) / rows if rows else 0.0
+    if rows and not eval_fraction / tolerance <= share <= eval_fraction * tolerance:
+        key = f"split_key {split_key!r}" if split_key else "the row hash (no split_key)"
+        raise SplitError(
+            f"{key} puts {share:.1%} of {rows} rows in eval, not about {eval_fraction:.0%} (allowed "
+            f"{eval_fraction / tolerance:.1%}..{eval_fraction * tolerance:.1%}; its largest hash bucket holds "
+            f"{counts.max() / rows:.1%} of the rows): a few values hold most rows. Choose a split_key with "
+            "more, evenly used values, or remove split_key to split by row hash")
+    return share
+
+
+def split_bucket(keys, eval_fraction: float):
+    """The plain hash split of `keys` (True = eval): bucket < eval_fraction * SPLIT_BUCKETS, a
+    function of each key alone. The transform balances by rows instead (`choose_eval_buckets`, its
+    buckets recorded in summary.json); this rule is for held-out rows outside a transform run."""
+    return split_buckets(keys) < int(round(eval_fraction * SPLIT_BUCKETS))
 
 
 # ------------------------------------------------------------------ TensorFlow / Keras side

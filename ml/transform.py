@@ -10,11 +10,18 @@ column) are columnar. Each batch is cut round-robin into one framed TFRecord pie
 a shard's pieces are grouped (paths only) and concatenated into one file through Beam's
 FileSystems, so no Beam element is a single row.
 
+The split takes two passes over the files: the first counts rows per split bucket (the hash of
+the schema's `split_key`, or of the whole row without one), the assignment step picks the eval
+buckets balanced by rows (`ml.features.choose_eval_buckets`) and fails when the realised share is
+far from `--eval_fraction`, the second pass splits by those buckets. Only bucket counts (1,000
+numbers per file) cross between them; the CSVs are read again rather than held.
+
 Outputs under --output:
   train/part-SSSSS-of-NNNNN.tfrecord, eval/part-...tfrecord   raw model inputs + label
   stats.json    vocabularies and mean/variance of the train split (adapts the model's layers; the
                 observed values of hashed features name the rows of the exported embeddings)
-  summary.json  row counts (in, dropped and why, train, eval)
+  summary.json  row counts (in, dropped and why, train, eval), eval_share and the split
+                (key, eval buckets: `split_buckets(keys)` in them = the eval rows)
 """
 
 from __future__ import annotations
@@ -114,24 +121,54 @@ def serialize_examples(table: pa.Table, schema: F.Schema) -> list[bytes]:
     return tfrecords.serialize(table, schema).to_pylist()
 
 
-class ProcessFile(beam.DoFn):
-    """One CSV → (split, Arrow batch) elements, plus one "counts" output: the file's row counts
-    and the partial statistics of its train side."""
+class CountBuckets(beam.DoFn):
+    """First pass: one CSV → its clean rows per split bucket (an array of SPLIT_BUCKETS counts)."""
 
-    def __init__(self, schema_path: str, eval_fraction: float):
+    def __init__(self, schema_path: str):
         self.schema_path = schema_path
-        self.eval_fraction = eval_fraction
+
+    def setup(self):
+        self.schema = F.load_schema(self.schema_path)
+
+    def process(self, path: str):
+        table, _ = clean(read_csv(path, self.schema), self.schema)
+        yield np.bincount(F.table_split_buckets(table, self.schema), minlength=F.SPLIT_BUCKETS)
+
+
+def add_counts(parts) -> np.ndarray:
+    return sum(parts, np.zeros(F.SPLIT_BUCKETS, dtype=np.int64))
+
+
+def assign_split(rows_per_bucket, schema: F.Schema, eval_fraction: float, tolerance: float) -> dict:
+    """The eval buckets for all the files' rows, balanced by rows; F.SplitError (naming the key)
+    when the best whole-key assignment is still outside the tolerance."""
+    eval_buckets = F.choose_eval_buckets(rows_per_bucket, eval_fraction)
+    share = F.check_eval_share(rows_per_bucket, eval_buckets, eval_fraction, tolerance, schema.split_key)
+    log.info("split by %s: %d of %d buckets in eval, %.1f%% of %d rows", schema.split_key or "row hash",
+             len(eval_buckets), F.SPLIT_BUCKETS, 100 * share, int(rows_per_bucket.sum()))
+    return {"key": schema.split_key, "by": "key" if schema.split_key else "row hash",
+            "eval_fraction": eval_fraction, "buckets": F.SPLIT_BUCKETS, "eval_buckets": eval_buckets}
+
+
+class ProcessFile(beam.DoFn):
+    """Second pass: one CSV → (split, Arrow batch) elements, plus one "counts" output: the file's
+    row counts and the partial statistics of its train side. `split` (side input): `assign_split`'s."""
+
+    def __init__(self, schema_path: str):
+        self.schema_path = schema_path
         self.rows_in = beam.metrics.Metrics.counter("prodml", "rows_in")
         self.rows_dropped = beam.metrics.Metrics.counter("prodml", "rows_dropped_bad_label")
 
     def setup(self):
         self.schema = F.load_schema(self.schema_path)
 
-    def process(self, path: str):
+    def process(self, path: str, split: dict):
         table, counts = clean(read_csv(path, self.schema), self.schema)
         self.rows_in.inc(counts["rows_in"])
         self.rows_dropped.inc(counts["dropped_bad_label"])
-        is_eval = F.split_bucket(table.column(self.schema.split_key).to_pylist(), self.eval_fraction)
+        in_eval = np.zeros(F.SPLIT_BUCKETS, dtype=bool)
+        in_eval[split["eval_buckets"]] = True
+        is_eval = in_eval[F.table_split_buckets(table, self.schema)]
         for split, mask in (("train", ~is_eval), ("eval", is_eval)):
             part = table.filter(pa.array(mask))
             counts[f"{split}_rows"] = part.num_rows
@@ -203,21 +240,28 @@ def merge_counts(parts) -> dict:
     return merged
 
 
-def write_stats(counts: dict, output: str, schema: F.Schema) -> None:
-    """stats.json (what adapts the model's layers) and _counts.json (read back by `run`)."""
+def write_stats(counts: dict, output: str, schema: F.Schema, split: dict) -> None:
+    """stats.json (what adapts the model's layers) and _counts.json (read back by `run`): the row
+    counts, the realised eval share and the split that gave it."""
     _write_json(finalize_stats(counts["stats"], schema), f"{output}/stats.json")
-    _write_json({k: v for k, v in counts.items() if k != "stats"}, f"{output}/_counts.json")
+    rows = counts["train_rows"] + counts["eval_rows"]
+    _write_json({**{k: v for k, v in counts.items() if k != "stats"},
+                 "eval_share": round(counts["eval_rows"] / rows, 4) if rows else 0.0, "split": split},
+                f"{output}/_counts.json")
 
 
 def build_pipeline(p, input_files: list[str], output: str, schema_path: str, eval_fraction: float,
-                   num_shards: int):
+                   num_shards: int, eval_share_tolerance: float = 2.0):
     schema = F.load_schema(schema_path)
-    batches = (
-        p
-        | "ListFiles" >> beam.Create(input_files)
-        | "ParseCleanSplit" >> beam.ParDo(ProcessFile(schema_path, eval_fraction)).with_outputs(
-            "counts", main="batches")
+    files = p | "ListFiles" >> beam.Create(input_files)
+    split = beam.pvalue.AsSingleton(
+        files
+        | "CountBuckets" >> beam.ParDo(CountBuckets(schema_path))
+        | "AddCounts" >> beam.CombineGlobally(add_counts)
+        | "AssignSplit" >> beam.Map(assign_split, schema, eval_fraction, eval_share_tolerance)
     )
+    batches = files | "ParseCleanSplit" >> beam.ParDo(ProcessFile(schema_path), split).with_outputs(
+        "counts", main="batches")
     pieces = batches.batches | "Serialize" >> beam.ParDo(SerializeShards(schema_path, num_shards, output))
     # Every shard exists, even one that no batch reached (an empty file, as WriteToTFRecord wrote).
     every_shard = p | "AllShards" >> beam.Create([((split, shard), "") for split in ("train", "eval")
@@ -231,7 +275,7 @@ def build_pipeline(p, input_files: list[str], output: str, schema_path: str, eva
     (
         batches.counts
         | "MergeCounts" >> beam.CombineGlobally(merge_counts)
-        | "WriteStats" >> beam.Map(write_stats, output, schema)
+        | "WriteStats" >> beam.Map(write_stats, output, schema, split)
     )
 
 
@@ -268,14 +312,19 @@ def run(argv: list[str] | None = None) -> dict:
     parser.add_argument("--schema", required=True)
     parser.add_argument("--eval_fraction", type=float, default=0.2)
     parser.add_argument("--num_shards", type=int, default=4)
+    parser.add_argument("--eval_share_tolerance", type=float, default=2.0,
+                        help="fail when the realised eval share is outside eval_fraction / t .. eval_fraction * t")
     args, beam_args = parser.parse_known_args(argv)
+    if args.eval_share_tolerance < 1:
+        parser.error("--eval_share_tolerance is a factor >= 1 (2: half to twice the eval fraction)")
     if not any(a.startswith("--runner") for a in beam_args):
         beam_args.append("--runner=FnApiRunner")  # DirectRunner downloads Prism: never default to it
     output = beam_path(args.output.rstrip("/"))
     files = expand_inputs(args.input)
     options = PipelineOptions(beam_args, save_main_session=False)
     with beam.Pipeline(options=options) as p:
-        build_pipeline(p, files, output, args.schema, args.eval_fraction, args.num_shards)
+        build_pipeline(p, files, output, args.schema, args.eval_fraction, args.num_shards,
+                       args.eval_share_tolerance)
     if FileSystems.exists(f"{output}/{PIECES}"):  # the emptied folder (local; object stores have none)
         FileSystems.delete([f"{output}/{PIECES}"])
     summary = {

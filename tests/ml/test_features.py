@@ -1,6 +1,7 @@
 """The feature contract, and the proof that training and serving run the same transform."""
 
 import json
+import zlib
 
 import numpy as np
 import pyarrow as pa
@@ -46,6 +47,59 @@ def test_split_is_deterministic_and_by_group():
     assert 0.1 < a.mean() < 0.3
 
 
+def test_a_missing_key_is_a_value_of_its_own():
+    keys = ["a", None, "b", None, "7", None]
+    buckets = F.split_buckets(keys)
+    assert buckets[1] == buckets[3] == buckets[5]
+    assert buckets[0] == F.split_buckets(["a"])[0] and buckets[4] == F.split_buckets(pa.array([7]))[0]
+    assert buckets[0] == zlib.crc32(b"a") % F.SPLIT_BUCKETS  # the hash the split always used
+    # the same buckets from a list, an Arrow column with chunks and a NumPy array
+    chunked = pa.chunked_array([pa.array(["a", None, "b"]), pa.array([None, "7", None])])
+    assert np.array_equal(F.split_buckets(chunked), buckets)
+    assert np.array_equal(F.split_buckets(np.array(["a", "b"])), buckets[[0, 2]])
+    assert F.split_bucket(keys, 1.0).all() and not F.split_bucket(keys, 0.0).any()
+
+
+def test_without_a_split_key_rows_are_hashed_by_their_content_in_schema_order(schema):
+    no_key = F.Schema(name="t", features=schema.features[:3], label="y")
+    table = pa.table({"sensor_id": ["S0001", "S0001", "S0001", None], "date": ["d", "d", "d", "d"],
+                      "hour": [1, 1, 2, 1], "y": [0, 0, 0, 0]})
+    content = F.row_contents(table, no_key).to_pylist()
+    assert content[0] == content[1] and len(set(content)) == 3  # a null is not the empty row part
+    buckets = F.table_split_buckets(table, no_key)
+    assert buckets[0] == buckets[1]
+    # column order in the file does not matter: the schema's order is hashed
+    shuffled = table.select(["hour", "y", "date", "sensor_id"])
+    assert np.array_equal(F.table_split_buckets(shuffled, no_key), buckets)
+
+
+def test_eval_buckets_fill_the_eval_share_with_whole_buckets():
+    uniform = [10] * 1000
+    chosen = F.choose_eval_buckets(uniform, 0.2)
+    assert chosen == list(range(200))  # many even keys: the plain hash split
+    skewed = [0] * 1000
+    skewed[3], skewed[5], skewed[600] = 5000, 3000, 1000  # three keys hold 90 % of the rows
+    for b in range(100, 300):
+        skewed[b] = 5
+    chosen = F.choose_eval_buckets(skewed, 0.2)
+    assert 3 not in chosen and 5 not in chosen
+    share = F.check_eval_share(skewed, chosen, 0.2, 2.0, "k")
+    assert 0.15 < share <= 0.2 and share == sum(skewed[b] for b in chosen) / sum(skewed)
+    assert F.choose_eval_buckets([0, 30, 0, 70], 0.2) == [1]  # no bucket fits: the closest one
+    assert F.choose_eval_buckets([0] * 10, 0.2) == []
+
+
+def test_an_eval_share_far_from_the_fraction_is_a_split_error_naming_the_key():
+    counts = [500, 500]
+    with pytest.raises(F.SplitError, match=r"split_key 'site' puts 0\.0% of 1000 rows in eval.*50\.0%"):
+        F.check_eval_share(counts, [], 0.2, 2.0, "site")
+    with pytest.raises(F.SplitError, match=r"the row hash \(no split_key\) puts 50\.0%"):
+        F.check_eval_share(counts, [1], 0.2, 2.0, None)
+    assert F.check_eval_share(counts, [1], 0.2, 2.5, "site") == 0.5  # the tolerance is the only limit
+    assert F.check_eval_share([0, 0], [], 0.2, 2.0, "site") == 0.0  # no rows: nothing to judge
+    assert issubclass(F.SplitError, F.SchemaError)  # a contract error: retrying cannot fix it
+
+
 def test_to_model_inputs_types_and_missing_values(schema):
     n = 3
     columns = {f.name: [None] * n for f in schema.model_inputs}
@@ -54,7 +108,7 @@ def test_to_model_inputs_types_and_missing_values(schema):
     assert out["sensor_id"].shape == (n, 1) and out["sensor_id"][0, 0] == ""
 
 
-def test_training_path_and_serving_path_give_equal_predictions(static_training_run, schema, config):
+def test_training_path_and_serving_path_give_equal_predictions(static_training_run, schema):
     """Rows that went through Beam → TFRecord → tf.data parsing, and the same rows read raw from
     the landed CSV and fed to the exported SavedModel, score identically: no training/serving skew."""
     from ml.evaluate import read_eval_examples
@@ -70,7 +124,8 @@ def test_training_path_and_serving_path_give_equal_predictions(static_training_r
     inputs = json.loads((run_dir / "transform" / "summary.json").read_text())["input_files"]
     options = pacsv.ConvertOptions(column_types=F.arrow_types(schema), null_values=[""])
     table = pa.concat_tables([pacsv.read_csv(p, convert_options=options) for p in inputs])
-    is_eval = F.split_bucket(table.column("sensor_id").to_pylist(), config["training"]["eval_fraction"])
+    split = json.loads((run_dir / "transform" / "summary.json").read_text())["split"]
+    is_eval = np.isin(F.table_split_buckets(table, schema), split["eval_buckets"])
     raw = table.filter(pa.array(is_eval))
     serving_path = score_columns(model, F.to_model_inputs(schema, {c: raw.column(c) for c in raw.column_names}))
 
