@@ -6,7 +6,8 @@ Vertex AI CustomJob (same module, same flags). Outputs under --output:
   model/            exported SavedModel: raw features in, probability out (serving graph)
   model/model.keras the Keras model, for warm starts of the next candidate
   model/embeddings/ the sensor embeddings for the TensorBoard projector (`ml.embeddings`)
-  training.json     per-epoch loss/AUC, input-wait share, peak memory, strategy
+  training.json     per-epoch loss/AUC, input-wait share, peak memory, strategy, and how the warm
+                    start went ("warm_start": full | mapped | fallback, `ml.warm_start`)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import resource
 import time
 from pathlib import Path
 
-from ml import embeddings
+from ml import alerts, embeddings, warm_start
 from ml.distribute import choose_strategy  # TPU / multi-worker / mirrored / default, from the environment
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,8 @@ def _permute_rows(columns: dict, seed):
     return {name: tf.gather(values, order) for name, values in columns.items()}
 
 
-def build_model(schema, stats: dict, hidden_units: list[int], learning_rate: float):
+def build_model(schema, stats: dict, hidden_units: list[int], learning_rate: float, name: str | None = None):
+    """The classifier over the schema's transform; `name`: the Keras model's (default: the schema's)."""
     import keras
 
     from ml import features as F
@@ -109,7 +111,7 @@ def build_model(schema, stats: dict, hidden_units: list[int], learning_rate: flo
     for i, units in enumerate(hidden_units):
         x = keras.layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
     output = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
-    model = keras.Model(inputs=inputs, outputs=output, name="traffic_congestion")
+    model = keras.Model(inputs=inputs, outputs=output, name=name or schema.name)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="binary_crossentropy",
                   metrics=[keras.metrics.AUC(name="auc")])
     return model
@@ -160,7 +162,7 @@ def build_for_replicas(model, strategy, dataset) -> None:
 
 
 def run(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description="Train the congestion model on TFRecords of raw features.")
+    parser = argparse.ArgumentParser(description="Train the schema's binary classifier on TFRecords of raw features.")
     parser.add_argument("--train", required=True, help="TFRecord glob (train split)")
     parser.add_argument("--eval", required=True, help="TFRecord glob (eval split)")
     parser.add_argument("--stats", required=True, help="stats.json from the Beam transform")
@@ -171,6 +173,7 @@ def run(argv: list[str] | None = None) -> dict:
     parser.add_argument("--learning_rate", type=float, default=0.003)
     parser.add_argument("--hidden_units", default="64,32")
     parser.add_argument("--warm_start", default="", help="champion's model.keras to start from")
+    parser.add_argument("--model_name", default="", help="the Keras model's name (default: the schema's name)")
     parser.add_argument("--shuffle_labels", action="store_true",
                         help="train on permuted labels: a deliberately bad candidate for gate drills")
     parser.add_argument("--seed", type=int, default=7)
@@ -198,11 +201,9 @@ def run(argv: list[str] | None = None) -> dict:
 
 
 def _train(args, schema, stats: dict, train_files: list, eval_files: list, output: Path) -> dict:
-    import keras
     import tensorflow as tf
 
     from ml import features as F
-    from ml import storage
 
     if not train_files:
         raise FileNotFoundError(f"no training shards match {args.train}")
@@ -210,17 +211,15 @@ def _train(args, schema, stats: dict, train_files: list, eval_files: list, outpu
     replicas = strategy.num_replicas_in_sync
     hidden = [int(u) for u in args.hidden_units.split(",") if u]
     with strategy.scope():
-        model = build_model(schema, stats, hidden, args.learning_rate)
-        warm = args.warm_start
-        if warm and storage.exists(warm):
-            try:  # same architecture → start from the champion's weights
-                with storage.local_copy(warm) as local:
-                    previous = keras.saving.load_model(str(local), custom_objects=F.custom_objects())
-                model.set_weights(previous.get_weights())
-                log.info("warm start from %s", warm)
-            except (ValueError, OSError) as exc:  # schema/vocabulary changed: shapes differ
-                log.warning("warm start skipped (%s): training from scratch", exc)
-                warm = ""
+        model = build_model(schema, stats, hidden, args.learning_rate, name=args.model_name or None)
+        warm = None
+        if args.warm_start:  # the champion's weights, mapped by token where a vocabulary grew
+            warm = warm_start.warm_start(model, args.warm_start, F.custom_objects())
+            log.info("warm start: %s", warm)
+            if warm["status"] == "fallback":  # never silently: the log line is what alert policies match
+                alerts.raise_alert(None, "warning", "trainer.warm_start",
+                                   f"warm start from the champion failed, training from scratch: {warm['reason']}",
+                                   warm)
 
     shards = [str(f) for f in train_files]
     # One replica: blocks of batches (one iterator draw per STEPS_PER_DRAW steps). Several: each
@@ -238,7 +237,7 @@ def _train(args, schema, stats: dict, train_files: list, eval_files: list, outpu
         record = monitor.run_epoch(model, train, batch_size=args.batch_size if replicas == 1 else None)
         log.info("epoch %d: %s", epoch + 1, record)
     if replicas > 1:  # evaluate and export one plain copy: the SavedModel must not depend on the devices
-        trained, model = model, build_model(schema, stats, hidden, args.learning_rate)
+        trained, model = model, build_model(schema, stats, hidden, args.learning_rate, name=model.name)
         model.set_weights(trained.get_weights())
     eval_logs = model.evaluate(evaluation, return_dict=True, verbose=0) if args.epochs else {}
     model.export(str(output / "model"), format="tf_saved_model", verbose=False)
@@ -258,7 +257,8 @@ def _train(args, schema, stats: dict, train_files: list, eval_files: list, outpu
         "strategy": type(strategy).__name__,
         "replicas": replicas,
         "embeddings": projected,
-        "warm_start": warm or None,
+        "model_name": model.name,
+        "warm_start": warm,
         "shuffled_labels": args.shuffle_labels,
     }
     return report

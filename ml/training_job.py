@@ -8,8 +8,10 @@ is rejected" are exceptions of this module; the DAG's task turns them into a ski
 from __future__ import annotations
 
 import datetime as dt
+import json
 
-from ml import file_sets, landing, registry, storage, warehouse
+from ml import alerts, file_sets, landing, registry, storage, warehouse
+from ml.run_layout import RunLayout
 
 
 class NothingToTrain(Exception):
@@ -85,3 +87,21 @@ def record_outcome(*, file_set: str, promoted: bool, run_id: str | None, warehou
     outcome = "promoted" if promoted else "kept"
     _record(warehouse_config, file_set, run_id, outcome)
     return outcome
+
+
+def alert_warm_start(*, candidate_uri: str, trained_by: str, run_id: str | None, warehouse_config: dict) -> dict | None:
+    """The trainer's warm start as it recorded it (`warm_start` in training.json: full, mapped or
+    fallback; None without one). A fallback (the candidate trained from scratch although a champion
+    existed) becomes a warning alert row: the trainer itself has no warehouse (it runs on Vertex)."""
+    report = RunLayout.of_candidate(candidate_uri).training_report
+    warm = json.loads(storage.read_text(report)).get("warm_start") if storage.exists(report) else None
+    if warm and warm.get("status") == "fallback":
+        wh = warehouse.connect(warehouse_config)
+        try:
+            wh.ensure_tables()
+            alerts.raise_alert(wh, "warning", f"{trained_by}.warm_start",
+                               f"candidate trained from scratch: warm start from {warm['from']} failed: {warm['reason']}",
+                               {**warm, "candidate": candidate_uri, "run_id": run_id})
+        finally:
+            wh.close()
+    return warm
