@@ -108,6 +108,7 @@ def monitoring():
     @task
     def refresh_advice(w: dict) -> dict:
         from ml import warehouse
+        from ml.features import load_schema
         from ml.serving import advisor
 
         with warehouse.connect(CONFIG["warehouse"]) as wh:
@@ -116,7 +117,8 @@ def monitoring():
                 wh, until=dt.datetime.fromisoformat(w["end"]), days=ADVISOR["window_days"], min_requests=ADVISOR["min_requests"],
                 advice_uri=ADVISOR["advice_uri"], target_share=ADVISOR["target_share"],
                 max_static_keys=ADVISOR["max_static_keys"], min_peakedness=ADVISOR["min_peakedness"],
-                cost_per_stored_row=ADVISOR["cost_per_stored_row"], cost_per_online_call=ADVISOR["cost_per_online_call"])
+                cost_per_stored_row=ADVISOR["cost_per_stored_row"], cost_per_online_call=ADVISOR["cost_per_online_call"],
+                key_columns=list(load_schema(CONFIG["schema_path"]).entity_keys))
         return {k: advice[k] for k in ("written", "recommendation", "requests", "cardinality", "peakedness",
                                        "head_size", "head_share")}
 

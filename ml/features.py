@@ -12,6 +12,8 @@ files use this module without paying for it.
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -21,6 +23,9 @@ import yaml
 
 KNOWN_WHEN = ("ahead", "event", "after")
 TRANSFORMS = ("lookup", "hash", "normalize", "none")
+# Column names travel into SQL (the predictions table), TFRecord feature keys and file names.
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+BIGQUERY_TYPES = {"string": "STRING", "int": "INT64", "float": "FLOAT64"}
 
 
 class SchemaError(ValueError):
@@ -59,6 +64,7 @@ class Schema:
     keys: tuple[str, ...] = ()
     split_key: str | None = None
     partition_column: str | None = None
+    slices: tuple[str, ...] = ()
     row_count: tuple[int, int] = (1, 10**12)
     path: str = ""
     digest: str = ""
@@ -73,6 +79,17 @@ class Schema:
     def model_inputs(self) -> list[Feature]:
         """Features the model reads: known ahead of the prediction and transformed."""
         return [f for f in self.features if f.transform != "none"]
+
+    @property
+    def entity_keys(self) -> tuple[str, ...]:
+        """The keys that name one predicted entity within a partition (e.g. a sensor and an hour
+        within a date): the schema's keys without the partition column."""
+        return tuple(k for k in self.keys if k != self.partition_column)
+
+    @property
+    def prediction_column(self) -> str:
+        """The predicted label's column in the `predictions` table: predicted_<label>."""
+        return f"predicted_{self.label or 'label'}"
 
     def feature(self, name: str) -> Feature:
         try:
@@ -115,6 +132,39 @@ def _parse_feature(raw: dict, where: str) -> Feature:
     )
 
 
+def _check_columns(raw: dict, names: list[str], label: str, path) -> None:
+    """Every column the schema names elsewhere (keys, split_key, partition_column, slices) is one
+    of its features, and every name can be a SQL column and a TFRecord key."""
+    for name in [*names, *([label] if label else [])]:
+        if not IDENTIFIER.match(str(name)):
+            raise SchemaError(f"{path}: column name {name!r} must be letters, digits and underscores "
+                              "(it becomes a warehouse column): rename it in the schema and the data")
+    known = set(names)
+    for field_name in ("keys", "slices"):
+        value = raw.get(field_name) or []
+        if not isinstance(value, list):
+            raise SchemaError(f"{path}: {field_name} must be a list of feature names, not {value!r}")
+        for column in value:
+            if column not in known:
+                raise SchemaError(f"{path}: {field_name} names {column!r}, which is not a feature of the schema "
+                                  f"(features: {', '.join(names)})")
+    for field_name in ("split_key", "partition_column"):
+        column = raw.get(field_name)
+        if column is not None and column not in known:
+            raise SchemaError(f"{path}: {field_name} is {column!r}, which is not a feature of the schema "
+                              f"(features: {', '.join(names)})")
+    partition = raw.get("partition_column")
+    if partition is not None and partition not in (raw.get("keys") or []):
+        raise SchemaError(f"{path}: partition_column {partition!r} must also be one of the keys")
+
+
+def entity_key(values) -> str:
+    """One entity's key values (in `Schema.entity_keys` order) as the canonical string that the
+    warehouse tables share (`entity_key` in predictions and prediction_log): a compact JSON list,
+    so any key types and any number of key columns fit one column with one meaning."""
+    return json.dumps(list(values), separators=(",", ":"), default=str)
+
+
 @lru_cache(maxsize=16)
 def load_schema(path: str | Path) -> Schema:
     """The schema file at `path` (a local path or a bucket URI: Dataflow and Vertex read it there)."""
@@ -129,6 +179,7 @@ def load_schema(path: str | Path) -> Schema:
     if len(set(names)) != len(names):
         raise SchemaError(f"{path}: duplicate feature names")
     label = raw.get("label") or {}
+    _check_columns(raw, names, label.get("name", ""), path)
     return Schema(
         name=raw.get("name", path.stem),
         features=features,
@@ -137,6 +188,7 @@ def load_schema(path: str | Path) -> Schema:
         keys=tuple(raw.get("keys", ())),
         split_key=raw.get("split_key"),
         partition_column=raw.get("partition_column"),
+        slices=tuple(raw.get("slices", ())),
         row_count=tuple(raw.get("row_count", (1, 10**12))),
         path=source,
         digest=hashlib.sha256(text.encode()).hexdigest()[:16],

@@ -68,8 +68,9 @@ def slo_figures(served: pa.Table, *, max_error_rate: float | None, max_p99_laten
 
 
 def read_labels(dates, *, landing_uri: str, schema_path: str, slice_by: str | None) -> pa.Table:
-    """The late labels of `dates` that have landed completely: the schema keys, the label and the
-    slice column, one row per key (the first), label not null."""
+    """The late labels of `dates` that have landed completely: the schema keys, the label, the slice
+    column, and the prediction log's join keys (`target_date`: the partition value; `entity_key`:
+    ml.features.entity_key of the entity keys), one row per key (the first), label not null."""
     schema = F.load_schema(schema_path)
     wanted = [*schema.keys, schema.label, *([slice_by] if slice_by and slice_by not in schema.keys else [])]
     complete = landing.complete_partitions(landing_uri)
@@ -82,21 +83,35 @@ def read_labels(dates, *, landing_uri: str, schema_path: str, slice_by: str | No
             log.warning("landed partition %s lacks %s: no labels from it", date, sorted(set(wanted) - set(table.column_names)))
             continue
         tables.append(table.select(wanted).filter(pc.is_valid(table.column(schema.label))))
-    if not tables:
-        return pa.table({name: pa.array([], F.arrow_types(schema)[name]) for name in wanted})
-    table = pa.concat_tables(tables)
+    types = F.arrow_types(schema)
+    table = (pa.concat_tables(tables) if tables else
+             pa.table({name: pa.array([], types[name]) for name in wanted}))
     seen, keep = set(), []
     for key in zip(*(table.column(k).to_pylist() for k in schema.keys), strict=True):
         keep.append(key not in seen)
         seen.add(key)
-    return table.filter(pa.array(keep, pa.bool_()))
+    table = table.filter(pa.array(keep, pa.bool_()))
+    partition = (table.column(schema.partition_column).cast(pa.string()) if schema.partition_column
+                 else pa.nulls(table.num_rows, pa.string()))
+    columns = [table.column(k).to_pylist() for k in schema.entity_keys]
+    keys = pa.array([F.entity_key(v) for v in zip(*columns, strict=True)], pa.string())
+    rest = [c for c in wanted if c not in schema.keys]  # the label and the slice
+    return table.select(rest).append_column("target_date", partition).append_column("entity_key", keys)
 
 
-def join_labels(served: pa.Table, labels: pa.Table, *, keys, label: str) -> pa.Table:
-    """Served predictions with a score and a landed label: model_version, score, label, + the slice."""
+def join_keys(schema: F.Schema) -> list[str]:
+    """How a served prediction (prediction_log) meets its landed label: the partition value and
+    the entity key, or the entity key alone when the schema has no partition column."""
+    return ["target_date", "entity_key"] if schema.partition_column else ["entity_key"]
+
+
+def join_labels(served: pa.Table, labels: pa.Table, *, keys: list[str], label: str) -> pa.Table:
+    """Served predictions with a score and a landed label (`read_labels`), joined on `keys`
+    (`join_keys`): model_version, score, label, + the slice."""
     scored = served.filter(pc.is_valid(served.column("score")))
-    extra = [c for c in labels.column_names if c not in (*keys, label)]
-    joined = scored.select([*keys, "model_version", "score"]).join(labels, keys=list(keys), join_type="inner",
+    extra = [c for c in labels.column_names if c not in ("target_date", "entity_key", label)]
+    labels = labels.select([*keys, label, *extra])
+    joined = scored.select([*keys, "model_version", "score"]).join(labels, keys=keys, join_type="inner",
                                                                     use_threads=False)
     return joined.select(["model_version", "score", label, *extra]).rename_columns(
         ["model_version", "score", "label", *extra])
@@ -139,24 +154,22 @@ def quality_figures(labelled: pa.Table, *, cost_false_negative: float, cost_fals
 
 def output_drift_figures(served: pa.Table, batch: pa.Table, *, max_ks: float | None, max_mean_shift: float | None,
                          min_requests: int) -> list[dict]:
-    """The served scores vs the batch scores of the same (sensor_id, hour) keys on the reference
+    """The served scores vs the batch scores of the same entity keys on the reference
     dates (request-weighted: a key served k times contributes its batch scores k times):
     output_ks (two-sample Kolmogorov-Smirnov) and output_mean_shift (|mean difference|)."""
     from ml.drift.metrics import ks_sorted
 
     by_key: dict[tuple, list[float]] = {}
-    for sensor, hour, score in zip(*(batch.column(c).to_pylist() for c in ("sensor_id", "hour", "score")),
-                                   strict=True):
+    for key, score in zip(*(batch.column(c).to_pylist() for c in ("entity_key", "score")), strict=True):
         if score is not None:
-            by_key.setdefault((sensor, hour), []).append(score)
+            by_key.setdefault(key, []).append(score)
     out = []
     for version, rows in _groups(served.filter(pc.is_valid(served.column("score")))):
         served_scores, reference = [], []
-        for sensor, hour, score in zip(*(rows.column(c).to_pylist() for c in ("sensor_id", "hour", "score")),
-                                       strict=True):
-            if (sensor, hour) in by_key:
+        for key, score in zip(*(rows.column(c).to_pylist() for c in ("entity_key", "score")), strict=True):
+            if key in by_key:
                 served_scores.append(score)
-                reference += by_key[(sensor, hour)]
+                reference += by_key[key]
         if not served_scores:
             continue
         a, b = np.sort(np.asarray(served_scores)), np.sort(np.asarray(reference))

@@ -43,6 +43,7 @@ from ml import features as F
 from ml.monitoring_figures import (
     ALL,
     figure,
+    join_keys,
     join_labels,
     merged,
     output_drift_figures,
@@ -139,16 +140,16 @@ def evaluate_window(*, start: str, end: str, run_id: str, registry_config: dict,
         figures = [dict(f, data_start=start_ts) for f in slo_figures(
             hour, min_requests=slo["min_requests"], max_error_rate=slo.get("max_error_rate"),
             max_p99_latency_ms=slo.get("max_p99_latency_ms"))]
-        dates = sorted({d for d in hour.column("date").to_pylist() if d})
+        dates = sorted({d for d in hour.column("target_date").to_pylist() if d})
         if dates:
             first = dt.date.fromisoformat(dates[0]) - dt.timedelta(days=output_drift.get("reference_days", 0))
             batch = wh.run_sql_file("monitoring_batch_scores", {"first": first, "last": dt.date.fromisoformat(dates[-1])})
             figures += [dict(f, data_start=start_ts) for f in output_drift_figures(
                 hour, batch, max_ks=output_drift.get("max_ks"), max_mean_shift=output_drift.get("max_mean_shift"),
                 min_requests=slo["min_requests"])]
-        labels = read_labels({d for d in served.column("date").to_pylist() if d}, landing_uri=landing_uri,
+        labels = read_labels({d for d in served.column("target_date").to_pylist() if d}, landing_uri=landing_uri,
                              schema_path=schema_path, slice_by=slice_by)
-        labelled = join_labels(served, labels, keys=schema.keys, label=schema.label)
+        labelled = join_labels(served, labels, keys=join_keys(schema), label=schema.label)
         figures += [dict(f, data_start=since) for f in quality_figures(labelled, **costs, slice_by=slice_by, **quality)]
         figures += [dict(f, data_start=since) for f in input_drift_figures(
             served, models=models, champion=champion, schema_path=schema_path,
@@ -223,7 +224,7 @@ def update_bandit(*, until: str, label_days: int, registry_config: dict, warehou
             if labels.num_rows == 0:
                 continue  # not landed yet
             served = wh.run_sql_file("monitoring_served_for_date", {"date": date})
-            labelled = join_labels(served, labels, keys=schema.keys, label=schema.label)
+            labelled = join_labels(served, labels, keys=join_keys(schema), label=schema.label)
             bandit.apply_window(window_id, rewards_from_labels(
                 labelled.column("model_version").to_pylist(), labelled.column("score").to_pylist(),
                 labelled.column("label").to_pylist(), threshold))

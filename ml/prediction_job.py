@@ -55,9 +55,11 @@ def predict_to_warehouse(*, target_date: str, registry_config: dict, forecast_ur
         raise NoChampionError(f"no model to score with: {exc}. Train one first: `make demo`, or trigger the "
                               "static_training DAG (its gate promotes the first champion).") from None
     table = predict.read_ahead_features(join(forecast_uri, f"dt={target_date}"), schema)
-    wrong_day = set(table.column("date").to_pylist()) - {target_date}
-    if wrong_day:
-        raise ValueError(f"forecast table for {target_date} holds rows of other dates: {sorted(wrong_day)}")
+    if schema.partition_column:
+        wrong_day = set(table.column(schema.partition_column).cast(pa.string()).to_pylist()) - {target_date}
+        if wrong_day:
+            raise ValueError(f"forecast table for {target_date} holds rows whose {schema.partition_column} is another "
+                             f"date: {sorted(wrong_day, key=str)[:5]}")
     if keys is not None:
         table = rows_with_keys(table, keys)
     threshold = evaluate.decision_threshold(evaluation["cost_false_negative"], evaluation["cost_false_positive"])
@@ -67,6 +69,7 @@ def predict_to_warehouse(*, target_date: str, registry_config: dict, forecast_ur
     wh = warehouse.connect(warehouse_config)
     try:
         wh.ensure_tables()
+        predict.ensure_predictions_table(wh, schema)
         wh.replace_partition("predictions", rows, "target_date", dt.date.fromisoformat(target_date))
     finally:
         wh.close()

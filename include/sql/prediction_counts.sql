@@ -3,8 +3,7 @@
 SELECT
   target_date,
   COUNT(*) AS n_rows,
-  COUNT(DISTINCT sensor_id) AS n_sensors,
-  COUNT(DISTINCT CONCAT(sensor_id, '/', CAST(hour AS STRING))) AS n_keys,
+  COUNT(DISTINCT entity_key) AS n_keys,
   STDDEV(score) AS score_stddev,
   AVG(score) AS mean_score,
   COUNT(DISTINCT model_version) AS n_model_versions,

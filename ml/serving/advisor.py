@@ -153,13 +153,11 @@ def _as_record(key, key_columns):
 
 # ------------------------------------------------------------------ request log and storage
 
-LOG_KEY_COLUMNS = ["sensor_id", "hour"]  # what include/sql/request_key_counts.sql groups by
-
-
 def counts_from_log(warehouse, *, since: dt.datetime, until: dt.datetime) -> dict:
-    """{(sensor_id, hour): requests} served in [since, until), from the `prediction_log` table."""
+    """{entity key values (a tuple, in the schema's entity_keys order): requests} served in
+    [since, until), from the `prediction_log` table's `entity_key` (ml.features.entity_key)."""
     rows = warehouse.run_sql_file("request_key_counts", {"since": since, "until": until}).to_pylist()
-    return {(r["sensor_id"], r["hour"]): int(r["requests"]) for r in rows}
+    return {tuple(json.loads(r["entity_key"])): int(r["requests"]) for r in rows}
 
 
 def write_advice(advice: dict, uri: str) -> str:
@@ -183,14 +181,15 @@ def advised_keys(uri: str) -> list[dict] | None:
 
 def refresh(warehouse, *, until: dt.datetime, days: float, min_requests: int, advice_uri: str, target_share: float,
             max_static_keys: int, min_peakedness: float, cost_per_stored_row: float, cost_per_online_call: float,
-            key_space: int | None = None) -> dict:
+            key_columns: list[str], key_space: int | None = None) -> dict:
     """Advise from the last `days` of the request log and store it at `advice_uri`, unless fewer
     than `min_requests` were logged (a thin log would advise a tiny head): then the stored
-    advice stays. {"written": bool, **advice}."""
+    advice stays. `key_columns`: the schema's entity keys (the head's keys are stored as
+    {column: value} records). {"written": bool, **advice}."""
     counts = counts_from_log(warehouse, since=until - dt.timedelta(days=days), until=until)
     advice = advise(counts, days=days, target_share=target_share, max_static_keys=max_static_keys,
                     min_peakedness=min_peakedness, cost_per_stored_row=cost_per_stored_row,
-                    cost_per_online_call=cost_per_online_call, key_space=key_space, key_columns=LOG_KEY_COLUMNS)
+                    cost_per_online_call=cost_per_online_call, key_space=key_space, key_columns=list(key_columns))
     advice["window"] = {"since": (until - dt.timedelta(days=days)).isoformat(), "until": until.isoformat()}
     written = advice["requests"] >= min_requests
     if written:
@@ -226,13 +225,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ml.serving.advisor", description=__doc__.split("\n")[0])
     parser.add_argument("--days", type=float, help="request-log window, days back from --until (default: profile)")
     parser.add_argument("--until", help="end of the window, ISO time (default: now)")
-    parser.add_argument("--keys", help="a CSV of request keys (columns sensor_id,hour) instead of the log")
+    parser.add_argument("--keys", help="a CSV of request keys (the schema's keys without the partition column) "
+                                       "instead of the log")
     parser.add_argument("--key-space", type=int, help="every key that could be requested (default: those seen)")
     parser.add_argument("--write", action="store_true", help="store the advice where batch_prediction reads it")
     parser.add_argument("--json", action="store_true", help="print JSON (head keys left out)")
     args = parser.parse_args(argv)
     cfg = config.load()
     section = cfg["advisor"]
+    from ml import features
+
+    key_columns = list(features.load_schema(cfg["schema_path"]).entity_keys)
     days = args.days or section["window_days"]
     until = dt.datetime.fromisoformat(args.until) if args.until else dt.datetime.now(dt.UTC)
     if until.tzinfo is None:
@@ -243,13 +246,13 @@ def main(argv=None) -> int:
         import pyarrow.csv as pacsv
 
         with storage.open(args.keys) as handle:
-            keys = pacsv.read_csv(handle).select(LOG_KEY_COLUMNS).to_pylist()
-        counts = count_keys((k["sensor_id"], k["hour"]) for k in keys)
+            keys = pacsv.read_csv(handle).select(key_columns).to_pylist()
+        counts = count_keys(tuple(k[c] for c in key_columns) for k in keys)
     else:
         with warehouse.connect(cfg["warehouse"]) as wh:
             wh.ensure_tables()
             counts = counts_from_log(wh, since=until - dt.timedelta(days=days), until=until)
-    advice = advise(counts, days=days, key_space=args.key_space, key_columns=LOG_KEY_COLUMNS, **settings)
+    advice = advise(counts, days=days, key_space=args.key_space, key_columns=key_columns, **settings)
     if args.write:
         write_advice(advice, section["advice_uri"])
     if args.json:

@@ -2,7 +2,7 @@
 
 What the service answers while the kill switch is on (and when no model can answer). No model is
 involved: the rate is the label's mean over the validated rows of the newest `window_days` days,
-per group of the schema's keys without the partition column (sensor_id, hour). A group with few
+per group of the schema's entity keys (its keys without the partition column). A group with few
 rows is pulled towards its hour's rate (`prior_rows` pseudo-rows of it); an unknown sensor gets
 its hour's rate, and an unknown hour the overall rate.
 
@@ -61,7 +61,7 @@ class FallbackRates:
 
 def key_columns(schema: F.Schema) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(the group: the keys without the partition column; its back-off: those with a closed vocabulary)."""
-    keys = tuple(k for k in schema.keys if k != schema.partition_column)
+    keys = schema.entity_keys
     backoff = tuple(k for k in keys if schema.feature(k).vocabulary and not schema.feature(k).open_vocabulary)
     return keys, backoff
 

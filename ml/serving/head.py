@@ -1,7 +1,7 @@
 """The head: the champion's precomputed predictions (the `batch_prediction` table), held in memory.
 
 The service keeps the `days` newest partitions of `predictions` that the current champion wrote,
-as a dict keyed by the schema's keys (sensor_id, date, hour). A partition written by another model
+as a dict keyed by (target date, entity key): `Head.key` of a request. A partition written by another model
 version is not served: after a promotion or a rollback the head is empty until `batch_prediction`
 has rescored (it runs when the champion changes), and the tail answers meanwhile, so an answer's
 `model_version` is always the model that computed it.
@@ -50,23 +50,28 @@ def wanted(parts: list[dict], model_version: str | None, days: int) -> tuple[tup
     return tuple(s[0] for s in signature), signature
 
 
-def load(warehouse, *, keys: tuple[str, ...], partition_column: str, model_version: str,
-         dates: tuple[str, ...], signature: tuple) -> Head:
-    """The champion's rows for `dates`, keyed by the schema's `keys` (the partition column is the
-    table's `target_date`)."""
+def request_key(instance: dict, entity_keys: tuple[str, ...], partition_column: str | None) -> tuple:
+    """The head's key of one request: (its partition value, ml.features.entity_key of its entity
+    keys). A schema without a partition column serves the newest held date: (None, entity key)."""
+    from ml.features import entity_key
+
+    date = instance[partition_column] if partition_column else None
+    return date, entity_key(instance[k] for k in entity_keys)
+
+
+def load(warehouse, *, partition_column: str | None, model_version: str, dates: tuple[str, ...],
+         signature: tuple) -> Head:
+    """The champion's rows for `dates`, keyed as `request_key` keys a request."""
     if not dates:
         return Head(model_version=model_version, signature=signature)
     table = warehouse.run_sql_file("serving_head", {"first_date": dt.date.fromisoformat(dates[0]),
                                                     "last_date": dt.date.fromisoformat(dates[-1]),
                                                     "model_version": model_version})
     wanted_dates = set(dates)
-    columns = []
-    for key in keys:
-        values = table.column("target_date" if key == partition_column else key).to_pylist()
-        columns.append([_iso(v) for v in values] if key == partition_column else values)
-    date_index = keys.index(partition_column)
+    rows = sorted(zip((_iso(v) for v in table.column("target_date").to_pylist()),
+                      table.column("entity_key").to_pylist(), table.column("score").to_pylist(), strict=True))
     scores = {}
-    for key, score in zip(zip(*columns, strict=True), table.column("score").to_pylist(), strict=True):
-        if key[date_index] in wanted_dates:
-            scores[key] = score
+    for date, key, score in rows:  # by date: without a partition column the newest date wins
+        if date in wanted_dates:
+            scores[(date if partition_column else None, key)] = score
     return Head(model_version=model_version, dates=dates, signature=signature, scores=scores)

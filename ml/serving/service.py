@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ml import features as F
+from ml import predict
 from ml import registry as R
 from ml import warehouse as W
 from ml.serving import fallback as FB
@@ -61,7 +62,7 @@ class Service:
         self.validated_uri = validated_uri
         self.api_keys, self.admin_keys = api_keys, admin_keys
         self.checker = InstanceChecker(self.schema, settings.max_instances)
-        self.keys = tuple(self.schema.keys)
+        self.entity_keys, self.partition_column = self.schema.entity_keys, self.schema.partition_column
         self.loaded = Loaded()
         self.head = H.EMPTY
         self.kill = KS.OFF
@@ -69,7 +70,7 @@ class Service:
         self._router = router
         self.path_counts: collections.Counter = collections.Counter()
         self.route_counts: collections.Counter = collections.Counter()
-        self.log_writer = PL.PredictionLogWriter(PL.ProcessShipper(warehouse_section),
+        self.log_writer = PL.PredictionLogWriter(PL.ProcessShipper(warehouse_section, self.schema),
                                                  flush_rows=settings.log_flush_rows, flush_s=settings.log_flush_s,
                                                  max_queue=settings.log_max_queue)
         self.metrics = Metrics(self)
@@ -99,6 +100,7 @@ class Service:
         try:
             with self.warehouse_session() as wh:
                 wh.ensure_tables()
+                predict.ensure_predictions_table(wh, self.schema)  # the head reads it before batch prediction wrote it
         except Exception as exc:  # serving goes on; the log writer retries
             self._error("warehouse", f"warehouse not ready at start-up: {exc}")
         try:
@@ -184,8 +186,8 @@ class Service:
                 return current
             if champion is None:
                 return H.EMPTY
-            return H.load(wh, keys=self.keys, partition_column=self.schema.partition_column,
-                          model_version=champion, dates=dates, signature=signature)
+            return H.load(wh, partition_column=self.partition_column, model_version=champion, dates=dates,
+                          signature=signature)
 
     async def refresh(self) -> dict:
         """Follow the registry and the static serving table; swap in what changed."""
@@ -272,7 +274,7 @@ class Service:
             held = head.scores if head.scores and head.model_version == champion else None
             tail: dict[str, list[int]] = {}
             for i, inst in enumerate(instances):
-                score = held.get(tuple(inst[k] for k in self.keys)) if held else None
+                score = held.get(H.request_key(inst, self.entity_keys, self.partition_column)) if held else None
                 if score is not None:
                     scores[i], paths[i], versions[i] = score, "head", head.model_version
                 elif loaded.versions:

@@ -8,9 +8,10 @@ import uuid
 import pyarrow as pa
 import pytest
 
+from ml import predict
 from ml import warehouse as wh
 from tests.gcp import emulators
-from tests.ml.test_warehouse import DAY1, DAY2, NOW, SAMPLE_PARAMS, predictions
+from tests.ml.test_warehouse import DAY1, DAY2, NOW, SAMPLE_PARAMS, TRAFFIC, predictions
 
 
 def _connect(gcp_conn_id: str, dataset: str | None = None, project: str = emulators.PROJECT) -> wh.BigQueryWarehouse:
@@ -34,6 +35,7 @@ def bq(bq_emulator, gcp_conn_id):
     """A warehouse on a fresh dataset, tables created."""
     with _connect(gcp_conn_id) as w:
         w.ensure_tables()
+        predict.ensure_predictions_table(w, TRAFFIC)
         yield w
 
 
@@ -44,8 +46,9 @@ def _per_day(w) -> list[dict]:
     ).to_pylist()
 
 
-# Every table an include/sql/create_*.sql file declares (ensure_tables creates them all).
-DECLARED = {p.stem.removeprefix("create_") for p in wh.sql_files() if p.stem.startswith("create_")}
+# Every table an include/sql/create_*.sql file declares (ensure_tables creates them all), and
+# `predictions`, whose DDL is generated from the schema's keys (ml.predict.predictions_ddl).
+DECLARED = {p.stem.removeprefix("create_") for p in wh.sql_files() if p.stem.startswith("create_")} | {"predictions"}
 
 
 def _tables(w) -> set[str]:
@@ -64,8 +67,10 @@ def test_connect_builds_the_warehouse_on_the_providers_hook(bq, bq_emulator):
 def test_ensure_tables_twice_dataset_and_partitioned_tables(bq_emulator, gcp_conn_id):
     with _connect(gcp_conn_id) as w:
         w.ensure_tables()
+        predict.ensure_predictions_table(w, TRAFFIC)
         w.load_arrow("predictions", predictions(DAY1, 2))
         w.ensure_tables()  # dataset and tables exist: nothing is recreated, no row lost
+        predict.ensure_predictions_table(w, TRAFFIC)
         assert _tables(w) == DECLARED
         assert _per_day(w)[0]["n"] == 2
         assert w.client.get_dataset(f"{w.project}.{w.dataset}").location == "EU"
@@ -79,7 +84,7 @@ def test_ensure_tables_twice_dataset_and_partitioned_tables(bq_emulator, gcp_con
         ddl = {job["query"]["query"].split("CREATE TABLE IF NOT EXISTS ")[1].split(" ")[0]: job["query"]["query"]
                for job in w.jobs if "CREATE TABLE" in job["query"]["query"]}
         assert set(ddl) == {f"{w.dataset}.{t}" for t in DECLARED}
-        assert ddl[f"{w.dataset}.predictions"].rstrip().endswith("PARTITION BY target_date;")
+        assert ddl[f"{w.dataset}.predictions"].rstrip().endswith("PARTITION BY target_date")
         assert ddl[f"{w.dataset}.drift_scores"].rstrip().endswith("PARTITION BY data_date;")
         assert ddl[f"{w.dataset}.prediction_log"].rstrip().endswith("PARTITION BY DATE(served_at);")
         assert all(job["query"]["useLegacySql"] is False for job in w.jobs)
@@ -117,7 +122,7 @@ def test_load_arrow_append_truncate_and_query_parameters(bq):
     bq.load_arrow("predictions", predictions(DAY2, 3, "v0002"))
     counts = bq.run_sql_file("prediction_counts", {"target_date": DAY2}).to_pylist()
     assert len(counts) == 1
-    assert (counts[0]["n_rows"], counts[0]["n_sensors"], counts[0]["model_version"]) == (3, 3, "v0002")
+    assert (counts[0]["n_rows"], counts[0]["n_keys"], counts[0]["model_version"]) == (3, 3, "v0002")
     assert counts[0]["last_predicted_at"] == NOW  # naive or not, TIMESTAMP is a UTC instant
     assert bq.run_sql_file("prediction_counts", {"target_date": "2024-01-01"})["n_rows"][0].as_py() == 5
     # (Array parameters in a WHERE over a table fail on bqemulator 1.4: scalars only here.)
@@ -137,6 +142,7 @@ def test_every_sql_file_runs_on_bigquery(bq_emulator, gcp_conn_id):
     with _connect(gcp_conn_id, dataset="prodml", project="sql-files-test") as w:
         assert w.project == "sql-files-test"
         w.ensure_tables()
+        predict.ensure_predictions_table(w, TRAFFIC)
         files = wh.sql_files()
         for path in [f for f in files if f.stem.startswith("create_")]:
             assert w.run_sql_file(path.stem) is None  # DDL returns no rows

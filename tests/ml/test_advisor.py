@@ -13,6 +13,7 @@ import pytest
 from scipy.stats import entropy as scipy_entropy
 
 from ml import storage
+from ml.features import entity_key
 from ml.prediction_job import rows_with_keys
 from ml.serving import advisor
 from ml.warehouse import DuckDBWarehouse
@@ -97,12 +98,15 @@ def test_the_trade_off_in_numbers():
     assert "hybrid" in advisor.table(advice) and "<- advised" in advisor.table(advice)
 
 
+KEYS = ["sensor_id", "hour"]  # the traffic schema's entity keys (its keys without the partition column)
+
+
 def _log_rows(keys: list[tuple[str, int]], served_at: dt.datetime) -> pa.Table:
     n = len(keys)
     return pa.table({
         "prediction_id": [f"p{i}" for i in range(n)],
         "served_at": pa.array([served_at] * n, pa.timestamp("us", tz="UTC")),
-        "sensor_id": [k[0] for k in keys], "date": ["2026-11-09"] * n, "hour": [k[1] for k in keys],
+        "entity_key": [entity_key(k) for k in keys], "target_date": ["2026-11-09"] * n,
         "features_hash": ["h"] * n, "features": ["{}"] * n, "model_version": ["v0001"] * n,
         "path": ["head"] * n, "latency_ms": [1.0] * n, "score": [0.5] * n,
     })
@@ -118,9 +122,11 @@ def test_refresh_from_the_request_log_writes_the_advice_batch_prediction_reads(t
         wh.load_arrow("prediction_log", _log_rows(keys, NOW - dt.timedelta(hours=3)))
         wh.load_arrow("prediction_log", _log_rows(keys[:100], NOW - dt.timedelta(days=9)))  # outside the window
         assert advisor.advised_keys(uri) is None  # no advice yet: batch prediction scores every key
-        thin = advisor.refresh(wh, until=NOW, days=7, min_requests=10_000, advice_uri=uri, **settings)
+        thin = advisor.refresh(wh, until=NOW, days=7, min_requests=10_000, advice_uri=uri, key_columns=KEYS,
+                               **settings)
         assert not thin["written"] and not storage.exists(uri)
-        advice = advisor.refresh(wh, until=NOW, days=7, min_requests=1000, advice_uri=uri, **settings)
+        advice = advisor.refresh(wh, until=NOW, days=7, min_requests=1000, advice_uri=uri, key_columns=KEYS,
+                                 **settings)
     assert advice["written"] and advice["requests"] == 5000 and advice["recommendation"] == "hybrid"
     stored = json.loads(storage.read_text(uri))
     assert stored["head_size"] == advice["head_size"] and stored["window"]["until"] == NOW.isoformat()

@@ -14,8 +14,9 @@ import pyarrow.csv as pacsv
 import pytest
 
 from ml import monitoring_job as M
-from ml import registry, simulate, storage, warehouse
+from ml import predict, registry, simulate, storage, warehouse
 from ml.config import PROJECT_ROOT
+from ml.features import entity_key, load_schema
 from ml.serving.bandit import Bandit
 
 SCHEMA = str(PROJECT_ROOT / "include/schemas/traffic.yaml")
@@ -69,8 +70,7 @@ def log_rows(monitored, *, start: dt.datetime, version: str, scores, path="head"
     return pa.table({
         "prediction_id": [f"{version}-{start:%H}-{i}" for i in range(n)],
         "served_at": pa.array([start + dt.timedelta(seconds=i % 3600) for i in range(n)], pa.timestamp("us", tz="UTC")),
-        "sensor_id": landed.column("sensor_id").cast(pa.string()), "date": [date] * n,
-        "hour": landed.column("hour").cast(pa.int64()), "features_hash": ["h"] * n, "features": features,
+        "entity_key": entity_keys(landed), "target_date": [date] * n, "features_hash": ["h"] * n, "features": features,
         "model_version": [version] * n,
         "path": path if isinstance(path, list) else [path] * n,
         "latency_ms": latency if isinstance(latency, list) else [latency] * n,
@@ -78,9 +78,16 @@ def log_rows(monitored, *, start: dt.datetime, version: str, scores, path="head"
     })
 
 
+def entity_keys(landed: pa.Table) -> pa.Array:
+    """The traffic schema's entity key (sensor_id, hour) of each landed row, as the service logs it."""
+    return pa.array([entity_key(k) for k in zip(landed.column("sensor_id").to_pylist(),
+                                                 landed.column("hour").to_pylist(), strict=True)], pa.string())
+
+
 def load(monitored, table: str, rows: pa.Table) -> None:
     with warehouse.connect(monitored["warehouse"]) as wh:
         wh.ensure_tables()
+        predict.ensure_predictions_table(wh, load_schema(SCHEMA))
         wh.load_arrow(table, rows)
 
 
@@ -185,7 +192,7 @@ def test_output_drift_against_the_batch_predictions_of_the_same_keys(monitored):
     load(monitored, "predictions", pa.table({
         "target_date": pa.array([dt.date.fromisoformat(DAY)] * y.size, pa.date32()),
         "sensor_id": landed.column("sensor_id").cast(pa.string()), "hour": landed.column("hour").cast(pa.int64()),
-        "road_type": landed.column("road_type").cast(pa.string()), "score": pa.array(scores),
+        "entity_key": entity_keys(landed), "score": pa.array(scores),
         "predicted_congested": pa.array((scores >= 1 / 6).astype(np.int64)), "model_version": ["v0003"] * y.size,
         "run_id": ["batch"] * y.size,
         "predicted_at": pa.array([T0] * y.size, pa.timestamp("us", tz="UTC"))}))
@@ -360,7 +367,7 @@ airflow_env.apply(airflow_home={home!r}, data_dir={data!r})
 airflow_env.init_db()
 import pyarrow as pa, pyarrow.csv as pacsv
 import tests.ml.test_monitoring as T
-from ml import registry, simulate, storage, warehouse
+from ml import predict, registry, simulate, storage, warehouse
 from ml.config import load
 cfg = load()
 bucket = storage.to_path(cfg["storage"]["bucket"])

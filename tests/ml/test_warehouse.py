@@ -8,8 +8,13 @@ import re
 import pyarrow as pa
 import pytest
 
+from ml import predict
 from ml import warehouse as wh
+from ml.config import PROJECT_ROOT
+from ml.features import entity_key, load_schema
 from ml.warehouse import DuckDBWarehouse, WarehouseError
+
+TRAFFIC = load_schema(str(PROJECT_ROOT / "include/schemas/traffic.yaml"))
 
 NOW_PARAM = dt.datetime(2024, 1, 2, 6, tzinfo=dt.UTC)
 # Sample parameters for every query file that takes some. A new SQL file with parameters
@@ -35,6 +40,7 @@ NOW = dt.datetime(2024, 1, 1, 6, tzinfo=dt.UTC)
 def warehouse(tmp_path):
     with DuckDBWarehouse(tmp_path / "warehouse.duckdb", "prodml") as w:
         w.ensure_tables()
+        predict.ensure_predictions_table(w, TRAFFIC)  # generated from the schema (its keys)
         yield w
 
 
@@ -45,7 +51,7 @@ def predictions(day: dt.date, n: int, version: str = "v0001") -> pa.Table:
         "sensor_id": [f"s{i}" for i in range(n)],
         "target_date": [day] * n,
         "hour": list(range(n)),
-        "road_type": ["arterial"] * n,
+        "entity_key": [entity_key((f"s{i}", i)) for i in range(n)],
         "predicted_congested": [i % 2 for i in range(n)],
         "model_version": [version] * n,
         "run_id": ["run-1"] * n,
@@ -55,7 +61,7 @@ def predictions(day: dt.date, n: int, version: str = "v0001") -> pa.Table:
 
 def test_every_sql_file_runs_on_duckdb(warehouse):
     files = wh.sql_files()
-    assert {"create_alerts", "create_predictions", "recent_alerts"} <= {f.stem for f in files}
+    assert {"create_alerts", "create_prediction_log", "recent_alerts"} <= {f.stem for f in files}
     creates = [f for f in files if f.stem.startswith("create_")]
     queries = [f for f in files if not f.stem.startswith("create_")]
     for path in creates:  # idempotent: ensure_tables already ran them once
@@ -82,7 +88,7 @@ def test_load_arrow_bulk_insert_and_query_params(warehouse):
     warehouse.load_arrow("predictions", predictions(DAY2, 3, "v0002"))
     counts = warehouse.run_sql_file("prediction_counts", {"target_date": DAY2}).to_pylist()
     assert len(counts) == 1
-    assert counts[0]["n_rows"] == 3 and counts[0]["n_sensors"] == 3 and counts[0]["model_version"] == "v0002"
+    assert counts[0]["n_rows"] == 3 and counts[0]["n_keys"] == 3 and counts[0]["model_version"] == "v0002"
     assert counts[0]["last_predicted_at"] == NOW
     # A 'YYYY-MM-DD' string works as well as a date.
     assert warehouse.run_sql_file("prediction_counts", {"target_date": "2024-01-01"})["n_rows"][0].as_py() == 5
@@ -194,7 +200,7 @@ def test_bigquery_runs_sql_files_untranspiled_through_the_hook():
 
 
 def test_bigquery_only_storage_clauses_are_dropped_for_duckdb(warehouse):
-    ddl = warehouse.read_sql("create_predictions")
+    ddl = wh.render(predict.predictions_ddl(TRAFFIC), "prodml")
     assert "PARTITION BY target_date" in ddl  # what BigQuery gets
     stmt = wh.sqlglot.parse_one(ddl.rstrip().rstrip(";") + " CLUSTER BY sensor_id OPTIONS (description='x')",
                                 read="bigquery")
@@ -242,6 +248,7 @@ def test_a_second_writer_waits_for_the_duckdb_lock(tmp_path, monkeypatch):
             try:
                 with DuckDBWarehouse(path, "prodml", lock_timeout_s=60) as w:
                     w.ensure_tables()
+                    predict.ensure_predictions_table(w, TRAFFIC)
                     w.load_arrow("predictions", predictions(DAY1, 2))
                 result["ok"] = True
             except Exception as exc:  # reported below

@@ -18,7 +18,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from ml import predict
 from ml.config import PROJECT_ROOT
+from ml.features import entity_key, load_schema
 
 SCHEMA = str(PROJECT_ROOT / "include" / "schemas" / "traffic.yaml")
 DAY = "2026-11-20"
@@ -57,7 +59,7 @@ def head_rows(model_version: str, keys=HEAD_KEYS, score: float = HEAD_SCORE) -> 
     return pa.table({
         "target_date": pa.array([dt.date.fromisoformat(k[1]) for k in keys], pa.date32()),
         "sensor_id": [k[0] for k in keys], "hour": pa.array([k[2] for k in keys], pa.int64()),
-        "road_type": ["arterial"] * n, "score": [score] * n, "predicted_congested": pa.array([0] * n, pa.int64()),
+        "entity_key": [entity_key((k[0], k[2])) for k in keys], "score": [score] * n, "predicted_congested": pa.array([0] * n, pa.int64()),
         "model_version": [model_version] * n, "run_id": ["test"] * n,
         "predicted_at": pa.array([dt.datetime(2026, 11, 19, tzinfo=dt.UTC)] * n, pa.timestamp("us", tz="UTC")),
     })
@@ -80,6 +82,7 @@ def world(tmp_path, monkeypatch, tiny_models) -> dict:
     registry.promote(one, "test")
     with W.connect(config["warehouse"]) as wh:
         wh.ensure_tables()
+        predict.ensure_predictions_table(wh, load_schema(SCHEMA))
         wh.replace_partition("predictions", head_rows(one), "target_date", dt.date.fromisoformat(DAY))
     return {"config": config, "registry": registry, "versions": (one, two), "data": Path(tmp_path)}
 

@@ -9,6 +9,7 @@ import hashlib
 import json
 import time
 
+from ml.features import entity_key
 from tests.serving.conftest import DAY, HEAD_KEYS, auth, instance, prediction_log_rows
 
 
@@ -43,7 +44,7 @@ def test_every_prediction_is_logged_in_batches_and_the_rest_at_shutdown(make_cli
     assert service.log_writer.flushes < 12  # batches, not one write per prediction
     for row, answer in zip(rows, served, strict=True):
         entry = logged[answer["prediction_id"]]
-        assert (entry["sensor_id"], entry["date"], entry["hour"]) == (row["sensor_id"], row["date"], row["hour"])
+        assert (entry["entity_key"], entry["target_date"]) == (entity_key((row["sensor_id"], row["hour"])), row["date"])
         assert (entry["path"], entry["model_version"], entry["score"]) == (answer["path"], answer["model_version"],
                                                                           answer["score"])
         assert json.loads(entry["features"]) == row
