@@ -10,6 +10,8 @@ torn down, on success and on failure.
    run must succeed, and the warehouse must hold sensors × 24 rows per scored date;
 5. `airflow backfill create` inside the scheduler container over a scored and a new date: every run
    succeeds and no date holds a duplicate row;
+   the prediction service (prodml-serving) then serves the champion: /healthz, a request without a
+   key refused (401), one with the stack's API key answered from the precomputed head;
 6. the browser test (tests/ui/) against the stack: log in, DAG list, graph, trigger, run, task log;
 7. every container's log into artifacts/compose-test/compose.log, then `docker-compose down -v`.
 
@@ -38,7 +40,7 @@ ENV_FILE = ARTIFACTS / "env"
 PROJECT = "prodml-compose-test"
 COMPOSE = os.environ.get("COMPOSE", "docker-compose").split()
 SENSORS = 40
-SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer")
+SERVICES = ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "prodml-serving")
 TIMINGS: dict[str, float] = {}
 
 
@@ -182,6 +184,47 @@ def predictions(dates: list[str]) -> dict[str, dict]:
     return json.loads(in_scheduler("python", "-c", code).strip().splitlines()[-1])
 
 
+def serving_call(path: str, body: dict | None = None, key: str | None = None) -> tuple[int, dict]:
+    """One request to the stack's prediction service: (status, JSON body)."""
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    request = urllib.request.Request(f"http://127.0.0.1:{env_value('SERVING_PORT')}{path}", headers=headers,
+                                     data=None if body is None else json.dumps(body).encode())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def check_serving(date: str) -> None:
+    """The service follows the champion and its batch predictions (it polls both), then answers a
+    key of `date` from the head, with the key from the env file; without a key it refuses."""
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            status, health = serving_call("/healthz")
+        except OSError:
+            status, health = 0, {}
+        if status == 200 and health["champion"] and date in health["head"]["dates"]:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the prediction service did not load the champion and {date}'s head: {health}")
+        time.sleep(3)
+    code = ("import json; from ml import config, storage; from ml.features import load_schema; "
+            "from ml.predict import read_ahead_features; c = config.load(); "
+            f"rows = read_ahead_features(storage.join(c['storage']['forecast'], 'dt={date}'), "
+            "load_schema(c['schema_path'])); print(json.dumps(rows.slice(0, 1).to_pylist()[0], default=str))")
+    instance = json.loads(in_scheduler("python", "-c", code).strip().splitlines()[-1])
+    status, refused = serving_call("/predict", {"instances": [instance]})
+    if status != 401:
+        raise AssertionError(f"/predict without a key: expected 401, got {status} {refused}")
+    status, answer = serving_call("/predict", {"instances": [instance]}, key=env_value("PRODML_API_KEYS").split(",")[0])
+    prediction = (answer.get("predictions") or [{}])[0]
+    say(f"    /predict {instance['sensor_id']} {date} {instance['hour']}h: {status} {prediction}")
+    if status != 200 or prediction.get("path") != "head" or prediction.get("model_version") != health["champion"]:
+        raise AssertionError(f"expected a head answer by {health['champion']}: {status} {answer}")
+
+
 def check_predictions(dates: list[str]) -> None:
     found = predictions(dates)
     for date in dates:
@@ -243,6 +286,8 @@ def run(args) -> None:
                      "--to-date", day(0), "--max-active-runs", "1", "--reprocess-behavior", "completed")
         api.wait_runs("batch_prediction", expect=2, timeout=900, run_type="backfill")
         check_predictions([day(-1), day(0), day(1)])  # replaced, never duplicated
+    with Step(f"prediction service: /healthz, 401 without a key, a {day(1)} key answered from the head"):
+        check_serving(day(1))
     with Step("browser test (tests/ui): log in, DAG list, graph, trigger, run, task log"):
         env = {**os.environ, "PRODML_UI_URL": api.base, "PRODML_UI_USER": "admin",
                "PRODML_UI_PASSWORD": env_value("AIRFLOW_ADMIN_PASSWORD"), "PRODML_UI_TARGET_DATE": day(2),
@@ -265,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     ports = {k: str(free_port()) for k in ("AIRFLOW_PORT", "POSTGRES_PORT", "AIRFLOW_WORKER_LOG_PORT",
-                                           "AIRFLOW_TRIGGERER_LOG_PORT", "AIRFLOW_SCHEDULER_HEALTH_PORT")}
+                                           "AIRFLOW_TRIGGERER_LOG_PORT", "AIRFLOW_SCHEDULER_HEALTH_PORT",
+                                           "SERVING_PORT")}
     subprocess.run([str(ROOT / "scripts" / "compose_env.sh"), str(ENV_FILE), *(f"{k}={v}" for k, v in ports.items())],
                    check=True)
     say(f"project {PROJECT}, ports {ports}, artefacts {ARTIFACTS.relative_to(ROOT)}/")

@@ -59,7 +59,7 @@ def test_only_fields_that_docker_compose_1_29_knows():
 
 def test_the_stack_of_the_issue_with_local_executor_and_health():
     services = _compose()["services"]
-    assert set(services) == AIRFLOW_SERVICES | {"postgres"}
+    assert set(services) == AIRFLOW_SERVICES | {"postgres", "prodml-serving"}
     for name, service in services.items():
         assert service["network_mode"] == "host", name
         if name != "airflow-init":
@@ -71,6 +71,11 @@ def test_the_stack_of_the_issue_with_local_executor_and_health():
         assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "build" in services["airflow-init"]  # one build; the other services use its image
+    serving = services["prodml-serving"]  # the prediction service, from the same image
+    assert serving["image"] == services["airflow-scheduler"]["image"] and "build" not in serving
+    assert serving["command"] == ["python", "-m", "ml.serving"]
+    assert serving["environment"]["PRODML_SERVE_PORT"] == "${SERVING_PORT:-8000}"
+    assert serving["environment"]["PRODML_PROFILE"] == "local" and "prodml-data:/data" in serving["volumes"]
 
 
 def test_every_variable_comes_from_env_example_and_secrets_are_placeholders():
@@ -79,7 +84,7 @@ def test_every_variable_comes_from_env_example_and_secrets_are_placeholders():
     example = _env_example()
     assert used - {"PRODML_RESOLVE_FOR_PYTHON"} <= set(example), used - set(example)
     for key in ("AIRFLOW_ADMIN_PASSWORD", "POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_SECRET_KEY",
-                "AIRFLOW_JWT_SECRET"):
+                "AIRFLOW_JWT_SECRET", "PRODML_API_KEYS", "PRODML_ADMIN_KEYS"):
         assert example[key] == "change-me", key  # compose_env.sh puts fresh secrets there
     assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
 
