@@ -223,7 +223,7 @@ def online(config: dict, *, days=ONLINE_DAYS, requests=ONLINE_REQUESTS, seed: in
     from ml.serving.bandit import Bandit, default_state_uri
 
     schema = F.load_schema(config["schema_path"])
-    key_columns = [k for k in schema.keys if k != schema.partition_column]
+    key_columns = list(schema.entity_keys)  # a key within a day: (sensor_id, hour)
     models = registry.connect(config["registry"])
     aliases = models.aliases()
     champion, challenger, bad = aliases["champion"], aliases["previous"], shuffled_candidate(models)
