@@ -21,7 +21,7 @@ Outputs under --output:
   stats.json    vocabularies and mean/variance of the train split (adapts the model's layers; the
                 observed values of hashed features name the rows of the exported embeddings)
   summary.json  row counts (in, dropped and why, train, eval), eval_share and the split
-                (key, eval buckets: `split_buckets(keys)` in them = the eval rows)
+                (key, eval buckets: the rows whose `F.table_split_buckets` is one of them are eval)
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def assign_split(rows_per_bucket, schema: F.Schema, eval_fraction: float, tolera
 
 class ProcessFile(beam.DoFn):
     """Second pass: one CSV → (split, Arrow batch) elements, plus one "counts" output: the file's
-    row counts and the partial statistics of its train side. `split` (side input): `assign_split`'s."""
+    row counts and the partial statistics of its train side. `assignment` (side input): `assign_split`'s."""
 
     def __init__(self, schema_path: str):
         self.schema_path = schema_path
@@ -162,12 +162,12 @@ class ProcessFile(beam.DoFn):
     def setup(self):
         self.schema = F.load_schema(self.schema_path)
 
-    def process(self, path: str, split: dict):
+    def process(self, path: str, assignment: dict):
         table, counts = clean(read_csv(path, self.schema), self.schema)
         self.rows_in.inc(counts["rows_in"])
         self.rows_dropped.inc(counts["dropped_bad_label"])
         in_eval = np.zeros(F.SPLIT_BUCKETS, dtype=bool)
-        in_eval[split["eval_buckets"]] = True
+        in_eval[assignment["eval_buckets"]] = True
         is_eval = in_eval[F.table_split_buckets(table, self.schema)]
         for split, mask in (("train", ~is_eval), ("eval", is_eval)):
             part = table.filter(pa.array(mask))
