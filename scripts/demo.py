@@ -150,7 +150,7 @@ def summary(config: dict) -> None:
         counts = wh.run_sql_file("prediction_counts", {"target_date": PREDICT_DATE.isoformat()}).to_pylist()[0]
     finally:
         wh.close()
-    print(f"predictions         {counts['n_rows']} rows for {PREDICT_DATE} ({counts['n_sensors']} sensors × 24 h), "
+    print(f"predictions         {counts['n_rows']} rows for {PREDICT_DATE} ({counts['n_keys']} keys: sensor × hour), "
           f"mean score {counts['mean_score']:.3f}, model {counts['model_version']}")
     print(f"artifacts           {config['storage']['artifacts']}")
     print(f"registry            {config['registry']['root']}   (python -m ml.registry list)")
