@@ -313,7 +313,8 @@ def run(argv: list[str] | None = None) -> dict:
     parser.add_argument("--eval_fraction", type=float, default=0.2)
     parser.add_argument("--num_shards", type=int, default=4)
     parser.add_argument("--eval_share_tolerance", type=float, default=2.0,
-                        help="fail when the realised eval share is outside eval_fraction / t .. eval_fraction * t")
+                        help="fail when the realised eval share is outside eval_fraction / t .. eval_fraction * t "
+                             "(inf: no check)")
     args, beam_args = parser.parse_known_args(argv)
     if args.eval_share_tolerance < 1:
         parser.error("--eval_share_tolerance is a factor >= 1 (2: half to twice the eval fraction)")

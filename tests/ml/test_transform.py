@@ -194,3 +194,6 @@ def test_a_key_that_cannot_give_the_eval_share_fails_naming_the_key(tmp_path):
     summary = T.run(["--input", csvs, "--output", str(tmp_path / "ok"), "--schema", schema,
                      "--eval_fraction", "0.4", "--eval_share_tolerance", "1.5"])
     assert summary["eval_share"] == 0.5
+    unchecked = T.run(["--input", csvs, "--output", str(tmp_path / "inf"), "--schema", schema,
+                       "--eval_share_tolerance", "inf"])
+    assert unchecked["eval_share"] == 0.0 and unchecked["train_rows"] == 1000
