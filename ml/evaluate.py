@@ -66,7 +66,7 @@ def sliced_metrics(labels, scores, slices, cost_false_negative: float, cost_fals
 
 
 def read_eval_examples(pattern: str, schema) -> tuple[dict, np.ndarray]:
-    """Eval TFRecords → (raw feature columns shaped (n, 1), labels)."""
+    """Eval TFRecords → (raw model-input and slice columns shaped (n, 1), labels)."""
     import tensorflow as tf
 
     from ml import features as F
@@ -74,7 +74,7 @@ def read_eval_examples(pattern: str, schema) -> tuple[dict, np.ndarray]:
 
     with storage.local_files(pattern) as files:
         ds = tf.data.TFRecordDataset([str(f) for f in files])
-        ds = ds.batch(65536).map(lambda b: tf.io.parse_example(b, F.feature_spec(schema)))
+        ds = ds.batch(65536).map(lambda b: tf.io.parse_example(b, F.feature_spec(schema, with_slices=True)))
         parts = [{k: v.numpy() for k, v in batch.items()} for batch in ds]
     if not parts:
         return {}, np.zeros(0)
@@ -83,20 +83,40 @@ def read_eval_examples(pattern: str, schema) -> tuple[dict, np.ndarray]:
     return columns, labels
 
 
+def slice_columns(schema, slice_by) -> list[str]:
+    """The columns evaluation slices by: the profile's `evaluation.slice_by` (a name, a list, or
+    unset = the schema's `slices`); each must be one of the schema's declared slices, because only
+    those travel in the eval TFRecords."""
+    from ml.features import SchemaError
+
+    wanted = list(schema.slices) if slice_by is None else ([slice_by] if isinstance(slice_by, str) else list(slice_by))
+    unknown = [name for name in wanted if name not in schema.slices]
+    if unknown:
+        raise SchemaError(f"evaluation.slice_by names {unknown}, which the schema {schema.path} does not declare "
+                          f"in `slices` ({list(schema.slices)}): add them to the schema's slices (the transform "
+                          "then carries them in the eval data) or change evaluation.slice_by")
+    return wanted
+
+
 def evaluate(model_dir: str, eval_pattern: str, schema_path: str, cost_false_negative: float,
-             cost_false_positive: float, slice_by: str | None = None, batch_size: int = 8192) -> dict:
+             cost_false_positive: float, slice_by=None, batch_size: int = 8192) -> dict:
+    """Metrics of the model on the eval TFRecords, overall and per value of each slice column
+    (`slice_columns`: read from the raw values the TFRecords carry, a model input or not)."""
     from ml import features as F
     from ml.predict import load_model, score_columns
 
     schema = F.load_schema(schema_path)
+    slices = slice_columns(schema, slice_by)
     columns, labels = read_eval_examples(eval_pattern, schema)
     if labels.size == 0:
         raise ValueError(f"no eval rows match {eval_pattern}: cannot evaluate a candidate on nothing")
-    scores = score_columns(load_model(model_dir), columns, batch_size)
+    inputs = {f.name: columns[f.name] for f in schema.model_inputs}
+    scores = score_columns(load_model(model_dir), inputs, batch_size)
     result = metrics(labels, scores, cost_false_negative, cost_false_positive)
     result["threshold"] = decision_threshold(cost_false_negative, cost_false_positive)
-    if slice_by:
-        values = np.array([v.decode() if isinstance(v, bytes) else v for v in columns[slice_by].ravel()])
-        result["slices"] = {slice_by: sliced_metrics(labels, scores, values, cost_false_negative,
-                                                     cost_false_positive)}
+    if slices:
+        result["slices"] = {}
+        for name in slices:
+            values = np.array([v.decode() if isinstance(v, bytes) else v for v in columns[name].ravel()])
+            result["slices"][name] = sliced_metrics(labels, scores, values, cost_false_negative, cost_false_positive)
     return result

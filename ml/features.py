@@ -91,6 +91,20 @@ class Schema:
         """The predicted label's column in the `predictions` table: predicted_<label>."""
         return f"predicted_{self.label or 'label'}"
 
+    @property
+    def slice_features(self) -> list[Feature]:
+        """The declared slice columns (evaluation and drift are reported per value of each)."""
+        return [self.feature(name) for name in self.slices]
+
+    @property
+    def record_features(self) -> list[Feature]:
+        """What a transformed TFRecord carries besides the label: the model inputs, and the slice
+        columns that are not inputs (so evaluation can slice by the raw value; the trainer's parse
+        spec leaves them out)."""
+        inputs = self.model_inputs
+        names = {f.name for f in inputs}
+        return inputs + [f for f in self.slice_features if f.name not in names]
+
     def feature(self, name: str) -> Feature:
         try:
             return self.by_name[name]
@@ -383,17 +397,20 @@ def _tf_dtype(feature: Feature):
 
     if feature.type == "string":
         return tf.string
+    if feature.transform == "none":  # a slice column carried as written
+        return tf.float32 if feature.type == "float" else tf.int64
     if feature.transform == "normalize" or feature.type == "float":
         return tf.float32
     return tf.int64
 
 
-def feature_spec(schema: Schema, with_label: bool = True) -> dict:
-    """tf.io.parse_example spec for TFRecords of raw model inputs (+ label)."""
+def feature_spec(schema: Schema, with_label: bool = True, with_slices: bool = False) -> dict:
+    """tf.io.parse_example spec for TFRecords of raw model inputs (+ label, + the slice columns
+    that are not model inputs: `Schema.record_features`)."""
     import tensorflow as tf
 
     spec = {}
-    for f in schema.model_inputs:
+    for f in (schema.record_features if with_slices else schema.model_inputs):
         dtype = _tf_dtype(f)
         default = {tf.string: "", tf.float32: float("nan"), tf.int64: -1}[dtype]
         spec[f.name] = tf.io.FixedLenFeature([1], dtype, default_value=default)

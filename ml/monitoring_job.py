@@ -129,7 +129,9 @@ def evaluate_window(*, start: str, end: str, run_id: str, registry_config: dict,
     models = registry.connect(registry_config)
     champion = models.aliases().get("champion")
     schema = F.load_schema(schema_path)
-    slice_by = evaluation.get("slice_by")
+    slice_by = evaluation.get("slice_by") or (schema.slices[0] if schema.slices else None)
+    if isinstance(slice_by, list):  # one slice column is monitored: the first
+        slice_by = slice_by[0] if slice_by else None
     costs = {"cost_false_negative": evaluation["cost_false_negative"],
              "cost_false_positive": evaluation["cost_false_positive"]}
     with warehouse.connect(warehouse_config) as wh:

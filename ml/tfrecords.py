@@ -139,17 +139,21 @@ def _entry(name: str, kind: str, column) -> tuple[pa.Array, np.ndarray]:
 
 
 def kind_of(feature) -> str:
-    """The tf.train.Feature list a model input is written as (matches `ml.features.feature_spec`)."""
+    """The tf.train.Feature list a model input (or a slice column) is written as (matches
+    `ml.features.feature_spec`)."""
     if feature.type == "string":
         return "bytes"
+    if feature.transform == "none":
+        return "float" if feature.type == "float" else "int64"
     if feature.transform == "normalize" or feature.type == "float":
         return "float"
     return "int64"
 
 
 def serialize(table: pa.Table, schema) -> pa.Array:
-    """Model inputs + label of every row → serialized tf.train.Example records (a binary array)."""
-    columns = {f.name: kind_of(f) for f in schema.model_inputs}
+    """Model inputs (+ slice columns) + label of every row → serialized tf.train.Example records (a
+    binary array)."""
+    columns = {f.name: kind_of(f) for f in schema.record_features}
     columns[schema.label] = "int64"
     if table.num_rows == 0:
         return pa.array([], pa.binary())

@@ -31,11 +31,10 @@ SCORES_SCHEMA = pa.schema([
 
 def compute_stats(data, schema: F.Schema, config: dict | None = None, reference: dict | None = None) -> dict:
     """Statistics of `data` (an Arrow table or CSV paths), binned like `reference` (its stats) if given."""
-    from ml.drift.config import BINNING_KEYS, merge_config
+    from ml.drift.config import binning
 
-    cfg = merge_config(config)
     table = data if isinstance(data, pa.Table) else read_table(data, schema)
-    return measure(table, schema, {k: cfg[k] for k in BINNING_KEYS}, reference).stats
+    return measure(table, schema, binning(schema, config), reference).stats
 
 
 def _breached(metric: str, value: float, threshold: float | None) -> bool:
@@ -43,6 +42,10 @@ def _breached(metric: str, value: float, threshold: float | None) -> bool:
         return False
     kind = METRICS["numeric"].get(metric) or METRICS["categorical"].get(metric)
     return value < threshold if kind is not None and kind.breach == "below" else value > threshold
+
+
+# Too few rows (overall or in a slice): every score is stored, none decides, not even `missing`.
+UNJUDGED = {"monitor": False}
 
 
 def _decide(scores: dict, limits: dict, factor: float = 1.0) -> list[tuple[str, float, float | None, bool]]:
@@ -79,10 +82,10 @@ def compare(reference: Profile, current: Profile, schema: F.Schema, thresholds: 
     jobs = []  # (feature, slice label, Pair, limits, factor): the metrics run in parallel below
     for name, ref in ref_stats["features"].items():
         cur = cur_stats["features"].get(name, {"kind": ref["kind"], "missing": True})
-        jobs.append((name, "all", pair(name, ref, cur, None), {} if small else limits.get(name, {}), 1.0))
+        jobs.append((name, "all", pair(name, ref, cur, None), UNJUDGED if small else limits.get(name, {}), 1.0))
     if schema.label and "label" in ref_stats and "label" in cur_stats:
         jobs.append((schema.label, "all", Pair(ref_stats["label"], cur_stats["label"]),
-                     {} if small else limits.get(schema.label, {}), 1.0))
+                     UNJUDGED if small else limits.get(schema.label, {}), 1.0))
     ref_slices = (ref_stats.get("slices") or {}).get("values", {})
     factor = float(thresholds["slice_factor"])
     for value, cur_slice in ((cur_stats.get("slices") or {}).get("values") or {}).items():
@@ -93,7 +96,7 @@ def compare(reference: Profile, current: Profile, schema: F.Schema, thresholds: 
         for name, ref in ref_slice["features"].items():
             cur = cur_slice["features"].get(name, {"kind": ref["kind"], "missing": True})
             slice_limits = {k: v for k, v in limits.get(name, {}).items()
-                            if k not in ("single_feature_auc", "oov_rate")} if enough else {}
+                            if k not in ("single_feature_auc", "oov_rate")} if enough else UNJUDGED
             jobs.append((name, f"{ref_stats['slices']['by']}={value}", pair(name, ref, cur, value), slice_limits,
                          factor))
     for (name, slice_, _, job_limits, job_factor), values in zip(

@@ -67,6 +67,19 @@ def merge_config(config: dict | None) -> dict:
     return merged
 
 
+def binning(schema: F.Schema, config: dict | None = None) -> dict:
+    """The binning keys of the `drift:` section; `slice_by` unset = the schema's first declared
+    slice. A slice column the schema lacks is an error, not a silently unsliced report."""
+    cfg = merge_config(config)
+    out = {k: cfg[k] for k in BINNING_KEYS}
+    if out["slice_by"] is None and schema.slices:
+        out["slice_by"] = schema.slices[0]
+    if out["slice_by"] is not None and out["slice_by"] not in schema.by_name:
+        raise DriftError(f"drift.slice_by is {out['slice_by']!r}, which is not a column of the schema {schema.path}; "
+                         f"name one of its features or declare `slices:` in the schema")
+    return out
+
+
 def _no_unknown(given: dict, known, what: str) -> None:
     if not isinstance(given, dict):
         raise DriftError(f"{what}s must be a mapping, not {given!r}")
@@ -94,7 +107,8 @@ def resolve_thresholds(schema: F.Schema, config: dict | None = None) -> dict:
         kinds[schema.label] = "label"
     unknown = sorted(set(overrides) - set(kinds))
     if unknown:
-        raise DriftError(f"drift.features names unknown or unmonitored feature(s) {unknown}")
+        raise DriftError(f"drift.features names unknown or unmonitored feature(s) {unknown} of the schema "
+                         f"{schema.path}: remove them from the profile's drift.features (monitored: {sorted(kinds)})")
     for kind in ("numeric", "categorical", "label"):
         _check_metrics(defaults[kind], "categorical" if kind == "label" else kind, f"drift.defaults.{kind}", METRICS)
     out = {}

@@ -28,7 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ml import features as F
-from ml.drift.config import BINNING_KEYS, DriftError, merge_config, monitored
+from ml.drift.config import DriftError, monitored
+from ml.drift.config import binning as drift_binning
 from ml.drift.statistics import Profile, measure, numeric_arrays, read_table, slice_rows, sorted_values
 
 ATTACHMENT = "reference_stats"
@@ -45,8 +46,7 @@ def build_reference(data, schema_path, config: dict | None = None) -> dict:
     """{"format", "stats", "config" (binning), "schema_digest", "values" (Arrow table)} of the
     training data (an Arrow table or CSV paths). Thresholds are not part of it."""
     schema = F.load_schema(str(schema_path))
-    cfg = merge_config(config)
-    binning = {k: cfg[k] for k in BINNING_KEYS}
+    binning = drift_binning(schema, config)
     table = data if isinstance(data, pa.Table) else read_table(data, schema)
     profile = measure(table, schema, binning)
     values = value_table(table, schema, binning)

@@ -39,11 +39,11 @@ def promotion(*, candidate, dates, reference_files, layout: RunLayout, trained_b
 
     `dates`: the training window's dates; `reference_files`: the validated CSVs trained on, whose
     statistics become the version's drift reference; `layout`: the run folder (its eval split feeds
-    the gate's canary rows); `evaluation`: the profile's costs and `slice_by`.
+    the gate's canary rows); `evaluation`: the profile's costs and `slice_by` (unset: the schema's slices).
     Used as a whole downstream: `promotion(...) >> next_task` runs after promote or keep.
     """
     costs = {"cost_false_negative": evaluation["cost_false_negative"],
-             "cost_false_positive": evaluation["cost_false_positive"], "slice_by": evaluation["slice_by"]}
+             "cost_false_positive": evaluation["cost_false_positive"], "slice_by": evaluation.get("slice_by")}
 
     @task
     def evaluate_candidate(candidate_uri: str) -> dict:
