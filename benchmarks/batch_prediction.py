@@ -71,9 +71,10 @@ def per_row_baseline(model_dir: str, table, schema, target_date: str, wh_path: P
     threshold = evaluate.decision_threshold(EVALUATION["cost_false_negative"], EVALUATION["cost_false_positive"])
     wh = DuckDBWarehouse(wh_path, "prodml")
     wh.ensure_tables()
+    predict.ensure_predictions_table(wh, schema)
     rows = table.to_pylist()
     day = dt.date.fromisoformat(target_date)
-    insert = ("INSERT INTO prodml.predictions (target_date, sensor_id, hour, road_type, score, "
+    insert = ("INSERT INTO prodml.predictions (target_date, sensor_id, hour, entity_key, score, "
               "predicted_congested, model_version, run_id, predicted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
     names = [f.name for f in schema.model_inputs]
     scores = []
@@ -81,7 +82,8 @@ def per_row_baseline(model_dir: str, table, schema, target_date: str, wh_path: P
     for row in rows:
         inputs = F.to_model_inputs(schema, {n: [row[n]] for n in names})
         score = float(model.serve({k: tf.constant(v) for k, v in inputs.items()}).numpy().ravel()[0])
-        wh.con.execute(insert, [day, row["sensor_id"], row["hour"], row["road_type"], score,
+        key = F.entity_key([row[k] for k in schema.entity_keys])
+        wh.con.execute(insert, [day, row["sensor_id"], row["hour"], key, score,
                                 int(score >= threshold), "bench", "bench-per-row", dt.datetime.now(dt.UTC)])
         scores.append(score)
     elapsed = time.perf_counter() - t0
@@ -129,6 +131,7 @@ def run(rows: int = 120_000, baseline_rows: int = 1000, repeat: int = 3, model_r
                 loaded, table, schema, target_date=first, model_version="bench", run_id="bench", threshold=0.5))
             with DuckDBWarehouse(tmp / "parts.duckdb", "prodml") as wh:
                 wh.ensure_tables()
+                predict.ensure_predictions_table(wh, schema)
                 t_load_wh, _, _ = timed(lambda: wh.replace_partition("predictions", scored, "target_date",
                                                                      dt.date.fromisoformat(first)))
             # Per-row baseline on a sample of the same date.
