@@ -22,6 +22,7 @@ import datetime as dt
 
 from airflow.sdk import CronTriggerTimetable, Param, TriggerRule, dag, task
 from prodml_airflow.defaults import default_args
+from prodml_airflow.failures import fail_fast
 from prodml_airflow.targets import vertex_trainer
 from prodml_airflow.tasks import train_runs
 
@@ -85,4 +86,4 @@ def ablation():
     retrain >> report(runs, prepared)
 
 
-ablation()
+fail_fast(ablation())  # schema/config errors fail at once; transient ones keep their retries

@@ -24,6 +24,7 @@ import datetime as dt
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from prodml_airflow.assets import CHAMPION
 from prodml_airflow.defaults import default_args
+from prodml_airflow.failures import fail_fast
 
 from ml.config import load
 
@@ -59,27 +60,23 @@ def batch_prediction():
 
     @task
     def predict(date: str, run_id=None) -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from ml.prediction_job import NoChampionError, predict_to_warehouse
+        from ml.prediction_job import predict_to_warehouse
         from ml.serving.advisor import advised_keys
 
-        try:
-            return predict_to_warehouse(
-                target_date=date,
-                registry_config=CONFIG["registry"],
-                forecast_uri=CONFIG["storage"]["forecast"],
-                schema_path=CONFIG["schema_path"],
-                warehouse_config=CONFIG["warehouse"],
-                evaluation=CONFIG["evaluation"],
-                batch_size=CONFIG["batch_prediction"]["batch_size"],
-                run_id=run_id,
-                keys=advised_keys(CONFIG["advisor"]["advice_uri"]),  # the advised head; None: every key
-            )
-        except NoChampionError as exc:  # no retries: a retry cannot train a model
-            raise AirflowFailException(str(exc)) from None
+        # No champion yet is a NoChampionError: permanent (a retry cannot train a model), so it fails at once.
+        return predict_to_warehouse(
+            target_date=date,
+            registry_config=CONFIG["registry"],
+            forecast_uri=CONFIG["storage"]["forecast"],
+            schema_path=CONFIG["schema_path"],
+            warehouse_config=CONFIG["warehouse"],
+            evaluation=CONFIG["evaluation"],
+            batch_size=CONFIG["batch_prediction"]["batch_size"],
+            run_id=run_id,
+            keys=advised_keys(CONFIG["advisor"]["advice_uri"]),  # the advised head; None: every key
+        )
 
     predict(target_date())
 
 
-batch_prediction()
+fail_fast(batch_prediction())  # schema/config errors fail at once; transient ones keep their retries

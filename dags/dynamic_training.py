@@ -23,6 +23,7 @@ import datetime as dt
 
 from airflow.sdk import Param, TriggerRule, dag, task
 from prodml_airflow.defaults import default_args
+from prodml_airflow.failures import fail_fast
 from prodml_airflow.promotion import champion_checkpoint, promotion
 from prodml_airflow.targets import google_cloud, transform_runner, vertex_trainer
 from prodml_airflow.tasks import beam_transform, file_set_sensor, train_model
@@ -154,4 +155,4 @@ def dynamic_training():
         mirror >> endpoint
 
 
-dynamic_training()
+fail_fast(dynamic_training())  # schema/config errors fail at once; transient ones keep their retries

@@ -14,6 +14,7 @@ import datetime as dt
 from airflow.sdk import Param, dag, task
 from prodml_airflow.assets import CHAMPION
 from prodml_airflow.defaults import default_args
+from prodml_airflow.failures import fail_fast
 from prodml_airflow.targets import google_cloud
 from prodml_airflow.vertex_endpoint import vertex_endpoint
 from prodml_airflow.vertex_mirror import vertex_mirror
@@ -65,4 +66,4 @@ def rollback():
         mirror >> endpoint
 
 
-rollback()
+fail_fast(rollback())  # schema/config errors fail at once; transient ones keep their retries

@@ -28,6 +28,7 @@ import datetime as dt
 
 from airflow.sdk import CronTriggerTimetable, dag, task
 from prodml_airflow.defaults import default_args
+from prodml_airflow.failures import fail_fast
 from prodml_airflow.promotion import champion_checkpoint, promotion
 from prodml_airflow.targets import google_cloud, transform_runner, vertex_trainer
 from prodml_airflow.tasks import beam_transform, train_model
@@ -119,4 +120,4 @@ def static_training():
         mirror >> endpoint
 
 
-static_training()
+fail_fast(static_training())  # schema/config errors fail at once; transient ones keep their retries

@@ -26,6 +26,7 @@ import datetime as dt
 
 from airflow.sdk import Param, TriggerRule, dag, task
 from prodml_airflow.defaults import default_args
+from prodml_airflow.failures import fail_fast
 from prodml_airflow.targets import vertex_trainer
 from prodml_airflow.tasks import tuning_job
 
@@ -100,4 +101,4 @@ def tuning():
     trials >> store_best(prepared)
 
 
-tuning()
+fail_fast(tuning())  # schema/config errors fail at once; transient ones keep their retries

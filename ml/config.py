@@ -12,12 +12,14 @@ from pathlib import Path
 
 import yaml
 
+from ml.errors import PermanentError
+
 PROJECT_ROOT = Path(os.environ.get("PRODML_HOME", Path(__file__).resolve().parents[1]))
 DEFAULT_PROFILE = "local"
 _VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
 
 
-class ConfigError(ValueError):
+class ConfigError(PermanentError, ValueError):
     pass
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import yaml
 
+from ml.errors import PermanentError
+
 KNOWN_WHEN = ("ahead", "event", "after")
 TRANSFORMS = ("lookup", "hash", "normalize", "none")
 # Column names travel into SQL (the predictions table), TFRecord feature keys and file names.
@@ -28,7 +30,7 @@ IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 BIGQUERY_TYPES = {"string": "STRING", "int": "INT64", "float": "FLOAT64"}
 
 
-class SchemaError(ValueError):
+class SchemaError(PermanentError, ValueError):
     pass
 
 

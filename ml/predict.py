@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from ml import features as F
 from ml import storage
+from ml.schema_check import DataError
 
 
 def load_model(model_dir: str):
@@ -38,7 +39,24 @@ def read_ahead_features(uri: str, schema: F.Schema) -> pa.Table:
     files = storage.glob(storage.join(uri, "*.csv")) if storage.isdir(uri) else [uri]
     if not files:
         raise FileNotFoundError(f"no known-ahead feature file under {uri}: was the day published?")
+    needed = forecast_columns(schema)
+    for file in files:
+        with storage.open(file) as handle:
+            header = F.read_header(file, handle.read(1 << 16))
+        missing = [c for c in needed if c not in header]
+        if missing:
+            raise DataError(file=file, rule="lacks columns needed to score", field=", ".join(missing),
+                            detail=f"every row needs the model inputs, keys and partition column of {schema.path}; "
+                                   "publish these columns in the known-ahead table, or drop them from the schema's "
+                                   "features/keys and retrain")
     return F.read_csv_files(files, schema)
+
+
+def forecast_columns(schema: F.Schema) -> list[str]:
+    """The columns a known-ahead (forecast) table must have: the partition column, the entity keys
+    and every model input, in that order without repeats."""
+    names = [schema.partition_column, *schema.entity_keys, *(f.name for f in schema.model_inputs)]
+    return list(dict.fromkeys(n for n in names if n))
 
 
 def predictions_columns(schema: F.Schema) -> list[tuple[str, str]]:

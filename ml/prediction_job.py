@@ -8,12 +8,13 @@ import logging
 import pyarrow as pa
 
 from ml import evaluate, features, landing, predict, registry, warehouse
+from ml.errors import PermanentError
 from ml.storage import join
 
 log = logging.getLogger(__name__)
 
 
-class NoChampionError(RuntimeError):
+class NoChampionError(PermanentError, RuntimeError):
     """No model to score with: retrying cannot fix it, a model has to be trained first."""
 
 

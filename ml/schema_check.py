@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ml.errors import PermanentError
+
 
 @dataclass
-class DataError(ValueError):
+class DataError(PermanentError, ValueError):
     file: str
     rule: str
     field: str | None = None

@@ -429,5 +429,6 @@ def run(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    print(json.dumps(run(), indent=1))
+    from ml.errors import run_main
+
+    run_main(run)

@@ -265,5 +265,6 @@ def _train(args, schema, stats: dict, train_files: list, eval_files: list, outpu
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    print(json.dumps(run(), indent=1))
+    from ml.errors import run_main
+
+    run_main(run)

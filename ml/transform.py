@@ -42,12 +42,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from ml import features as F
 from ml import tfrecords
+from ml.errors import PermanentError, run_main
 
 log = logging.getLogger(__name__)
 BATCH_ROWS = 8192
 
 
-class TransformError(ValueError):
+class TransformError(PermanentError, ValueError):
     pass
 
 
@@ -341,5 +342,4 @@ def run(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    print(json.dumps(run(), indent=1))
+    run_main(run)

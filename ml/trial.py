@@ -158,5 +158,6 @@ def experiment_data(*, registry_config: dict, transform_uri: str | None = None) 
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    print(json.dumps(run(), indent=1))
+    from ml.errors import run_main
+
+    run_main(run)

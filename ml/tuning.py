@@ -28,6 +28,7 @@ import subprocess
 import sys
 
 from ml import storage
+from ml.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ TUNABLE = ("learning_rate", "hidden_units", "batch_size", "epochs")
 TYPES = ("float", "int", "categorical")
 
 
-class TuningError(ValueError):
+class TuningError(PermanentError, ValueError):
     pass
 
 

@@ -9,9 +9,10 @@ so editing the profile changes the next verdict without re-promoting a model.
 from __future__ import annotations
 
 from ml import features as F
+from ml.errors import PermanentError
 
 
-class DriftError(ValueError):
+class DriftError(PermanentError, ValueError):
     """Bad drift input or configuration (the CLI exits 2 on it)."""
 
 

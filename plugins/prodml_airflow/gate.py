@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from airflow.sdk import BaseOperator
 
+from prodml_airflow.failures import fail_fast_callable
+
 
 def _load_json(value):
     """A dict as is; a JSON string parsed; any other string read as a JSON file URI; None/'' → None."""
@@ -57,6 +59,7 @@ class GateOperator(BaseOperator):
         self.blessing_uri = blessing_uri
         self.eval_fraction = eval_fraction
 
+    @fail_fast_callable
     def execute(self, context) -> dict:
         import json
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from airflow.sdk import BaseOperator
 
+from prodml_airflow.failures import PERMANENT_EXIT_CODES
+
 
 def to_argv(args: dict) -> list[str]:
     """{"input": [a, b], "epochs": 3, "shuffle_labels": True} → ["--input", a, "--input", b, ...]."""
@@ -69,6 +71,11 @@ class PythonModuleOperator(BaseOperator):
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         for line in proc.stdout:
             self.log.info("%s", line.rstrip())
-        if proc.wait() != 0:
+        if proc.wait() in PERMANENT_EXIT_CODES:  # the child said: a retry cannot fix this
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"python -m {self.module} exited with {proc.returncode} (a schema, "
+                                       "configuration or usage error; not retried): see the error above")
+        if proc.returncode != 0:
             raise RuntimeError(f"python -m {self.module} exited with {proc.returncode}; see the log above")
         return self.output_uri

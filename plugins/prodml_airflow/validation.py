@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from airflow.sdk import BaseOperator
 
+from prodml_airflow.failures import fail_fast_callable
+
 
 class ValidateDataOperator(BaseOperator):
     """Validate landed CSVs against the schema (Great Expectations suite generated from it).
@@ -30,6 +32,7 @@ class ValidateDataOperator(BaseOperator):
         self.limits = limits
         self.fail_on_reject = fail_on_reject
 
+    @fail_fast_callable
     def execute(self, context) -> dict:
         from ml import validate
 
@@ -66,6 +69,7 @@ class DriftCheckOperator(BaseOperator):
         self.data_date = data_date
         self.config = config  # the profile's `drift:` section
 
+    @fail_fast_callable
     def execute(self, context) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 

@@ -141,3 +141,19 @@ def test_evaluation_slices_by_a_column_that_is_not_a_model_input(tmp_path):
         got = result["slices"]["region"][region]
         assert got["n"] == int(mask.sum())
         assert got["auc"] == pytest.approx(expected["auc"], abs=1e-6)
+
+
+def test_a_forecast_table_lacking_a_needed_column_names_the_file_and_columns(tmp_path):
+    schema = F.load_schema(PROJECT_ROOT / "include/schemas/traffic.yaml")
+    needed = predict.forecast_columns(schema)
+    assert needed[:3] == ["date", "sensor_id", "hour"] and "road_type" in needed and "congested" not in needed
+    day = tmp_path / "dt=2026-11-16"
+    day.mkdir()
+    kept = [c for c in needed if c not in ("hour", "lanes")]
+    (day / "part-0.csv").write_text(",".join(kept) + "\n")
+    from ml.errors import PermanentError
+    from ml.schema_check import DataError
+
+    with pytest.raises(DataError, match=r"part-0.csv: field 'hour, lanes': lacks columns needed to score") as err:
+        predict.read_ahead_features(str(day), schema)
+    assert isinstance(err.value, PermanentError) and "traffic.yaml" in str(err.value)
