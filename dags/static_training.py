@@ -4,14 +4,15 @@
 Full retrain on a fixed window of landed data (the course's *static training*: physics-like
 problems, or a weekly refresh).
 
-`find_data` (complete partitions in the window ending at the run's logical date) → `validate`
+`find_data` (complete partitions in the window ending at the run's logical date, or at the
+`end_date` param) → `validate`
 (Great Expectations suite generated from the schema; bad rows → quarantine with their reason; a
 file over the violation limit stops the run here, before any training) → `drift` (against the
 champion's reference statistics, thresholds and policy from the profile's `drift:` section; every
 score → `drift_scores`, breaches → alerts; HTML report; policy `block` stops the run here) →
-`transform` (Beam: parse, clean, statistics, sharded TFRecords, hash split by sensor) → `train`
+`transform` (Beam: parse, clean, statistics, sharded TFRecords, hash split by the schema's split_key) → `train`
 (`ml.trainer`, warm start from the champion) → the `promotion` task group: `evaluate_candidate` /
-`evaluate_champion` (AUC, cost-weighted error, by road type, on the same eval data) → `register_candidate` (immutable
+`evaluate_champion` (AUC, cost-weighted error, per slice, on the same eval data) → `register_candidate` (immutable
 version + reference statistics for drift) → `gate` (thresholds, champion comparison, infra
 validation in a separate process; blessing stored with the version) → `promote` (moves the
 `champion` alias, emits the champion Asset → `batch_prediction`) or `keep` (alert, champion
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import CronTriggerTimetable, dag, task
+from airflow.sdk import CronTriggerTimetable, Param, dag, task
 from prodml_airflow.defaults import default_args
 from prodml_airflow.failures import fail_fast
 from prodml_airflow.promotion import champion_checkpoint, promotion
@@ -55,14 +56,19 @@ TRAINING = CONFIG["training"]
     default_args=default_args(alerts=CONFIG.get("alerts")),
     tags=["prodml", "training"],
     doc_md=__doc__,
+    params={
+        "end_date": Param(None, type=["null", "string"],
+                          description="Train on the window_days before this YYYY-MM-DD (default: the run's date)."),
+    },
 )
 def static_training():
     @task
-    def find_data(logical_date=None) -> dict:
+    def find_data(logical_date=None, params=None) -> dict:
         from ml import training_job
 
-        return training_job.find_data(end_date=logical_date.date().isoformat(),
-                                      landing_uri=CONFIG["storage"]["landing"], window_days=TRAINING["window_days"])
+        end_date = (params or {}).get("end_date") or logical_date.date().isoformat()
+        return training_job.find_data(end_date=end_date, landing_uri=CONFIG["storage"]["landing"],
+                                      window_days=TRAINING["window_days"])
 
     found = find_data()
     validate = ValidateDataOperator(

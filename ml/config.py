@@ -1,4 +1,5 @@
-"""The one configuration loader: `include/config/<profile>.yaml`, profile from PRODML_PROFILE.
+"""The one configuration loader: `include/config/<profile>.yaml`, profile from PRODML_PROFILE, or
+any profile file named by PRODML_CONFIG (which may `extends:` another profile).
 
 Only entry points (DAG files, operators, CLI `main`s) call `load`; everything else in `ml/`
 receives the values it needs as arguments.
@@ -71,12 +72,60 @@ def profile_path(profile: str | None = None) -> Path:
     return path
 
 
+class Replace(dict):
+    """A mapping tagged `!replace` in a profile: it replaces the extended profile's mapping instead
+    of being merged into it (e.g. `drift.features`, whose keys name the other data set's columns)."""
+
+
+class _ProfileLoader(yaml.SafeLoader):
+    pass
+
+
+_ProfileLoader.add_constructor("!replace", lambda loader, node: Replace(loader.construct_mapping(node, deep=True)))
+
+
+def merged(base: dict, override: dict) -> dict:
+    """`base` with `override` laid over it, mapping by mapping; any other value (a list, a number,
+    null, or a mapping tagged `!replace`) replaces the base's."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and not isinstance(value, Replace) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = dict(value) if isinstance(value, Replace) else value
+    return out
+
+
+def read_profile(path: Path, _seen: tuple = ()) -> dict:
+    """The profile file's YAML; `extends: <profile name or file>` first reads that profile and lays
+    this file over it (`merged`), so a new data set's profile says only what differs, e.g.
+    `extends: local` with its own `schema:`, gate thresholds and `drift.features`."""
+    if path in _seen:
+        raise ConfigError(f"{path}: `extends` loops ({' -> '.join(map(str, (*_seen, path)))})")
+    raw = yaml.load(path.read_text(), Loader=_ProfileLoader) or {}  # safe_load plus the `!replace` tag
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a profile is a YAML mapping")
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    beside = path.parent / str(base)
+    if beside.is_file():
+        base_path = beside
+    elif "/" in str(base) or str(base).endswith((".yaml", ".yml")):
+        raise ConfigError(f"{path}: extends {base!r}: no such file beside this profile")
+    else:
+        base_path = profile_path(str(base))  # a profile of the project, e.g. `local`
+    inherited = read_profile(base_path, (*_seen, path))
+    inherited.pop("profile", None)  # the name (and so the data root) is this file's own
+    return merged(inherited, raw)
+
+
 def load(profile: str | None = None) -> dict:
     """Return the expanded configuration of `profile` (default: $PRODML_CONFIG's file, else
     $PRODML_PROFILE or 'local'). A relative `schema:` is looked up beside the profile file first,
     then in the project."""
     path = profile_path(profile)
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = read_profile(path)
     name = str(raw.get("profile") or path.stem)
     env = {**_defaults(name), **os.environ}
     config = _expand(raw, env, name)

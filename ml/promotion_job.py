@@ -13,7 +13,7 @@ import json
 from ml import alerts, registry, storage, warehouse
 from ml.run_layout import RunLayout
 
-TRAINING_KEYS = ("bound", "input_share", "peak_rss_mb", "strategy", "warm_start", "shuffled_labels")
+TRAINING_KEYS = ("bound", "input_share", "peak_rss_mb", "strategy", "warm_start", "shuffled_labels", "model_name")
 
 
 def champion_checkpoint(*, registry_config: dict) -> str:

@@ -7,7 +7,7 @@
                cardinality
   label link   positives per reference decile (numeric) or per value (categorical) and their
                mutual information; on the current side also the single-feature AUC (leakage)
-  per slice    the distribution statistics per value of `slice_by` (e.g. road_type)
+  per slice    the distribution statistics per value of `slice_by` (the schema's slice column)
 
 Nulls, and non-finite numbers, are counted as nulls and left out of every distribution.
 Bins: interior edges e_1 < ... < e_k are the reference's quantiles at 1/bins, ..., (bins-1)/bins

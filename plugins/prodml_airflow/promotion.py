@@ -61,8 +61,12 @@ def promotion(*, candidate, dates, reference_files, layout: RunLayout, trained_b
 
     @task
     def register_candidate(candidate_uri: str, metrics: dict, dates: list, files: list, run_id=None) -> dict:
-        from ml import promotion_job
+        from ml import promotion_job, training_job
 
+        # A warm start that fell back to training from scratch is alerted here: the trainer has no
+        # warehouse (on gcp it runs on Vertex).
+        training_job.alert_warm_start(candidate_uri=candidate_uri, trained_by=trained_by, run_id=run_id,
+                                      warehouse_config=warehouse_config)
         return promotion_job.register_candidate(
             candidate_uri=candidate_uri, metrics=metrics, dates=dates, reference_files=files,
             registry_config=registry_config, schema_path=schema_path, drift_config=drift_config,

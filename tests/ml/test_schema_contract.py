@@ -157,3 +157,20 @@ def test_a_forecast_table_lacking_a_needed_column_names_the_file_and_columns(tmp
     with pytest.raises(DataError, match=r"part-0.csv: field 'hour, lanes': lacks columns needed to score") as err:
         predict.read_ahead_features(str(day), schema)
     assert isinstance(err.value, PermanentError) and "traffic.yaml" in str(err.value)
+
+
+def test_no_code_outside_the_simulator_names_a_traffic_column():
+    """Everything data-set specific comes from the schema and the profile: the traffic columns
+    appear only in its schema, its profiles, the simulator and the demo."""
+    import re
+
+    names = re.compile(r"\b(sensor_id|road_type|congested|predicted_congested)\b")
+    allowed = {"ml/simulate.py"}  # the traffic simulator
+    offenders = []
+    for folder in ("ml", "plugins", "dags", "include/sql"):
+        for path in sorted((PROJECT_ROOT / folder).rglob("*")):
+            relative = path.relative_to(PROJECT_ROOT).as_posix()
+            if path.suffix in (".py", ".sql") and relative not in allowed:
+                offenders += [f"{relative}:{i}" for i, line in enumerate(path.read_text().splitlines(), 1)
+                              if names.search(line)]
+    assert not offenders, offenders
