@@ -59,3 +59,37 @@ def test_a_profile_file_anywhere_gets_its_own_data_root(monkeypatch, tmp_path):
     monkeypatch.setenv("PRODML_CONFIG", str(tmp_path / "missing.yaml"))
     with pytest.raises(config.ConfigError, match="PRODML_CONFIG=.*missing.yaml: no such profile file"):
         config.load()
+
+
+def test_a_profile_extends_another_and_says_only_what_differs(monkeypatch, tmp_path):
+    (tmp_path / "schema.yaml").write_text("features: []\n")
+    (tmp_path / "mine.yaml").write_text(
+        "profile: mine\nextends: local\nschema: schema.yaml\n"
+        "gate: {min_auc: 0.6}\n"
+        "drift:\n  features: !replace\n    colour: {monitor: false}\n"
+        "monitoring: {input_drift: {drift: {features: null}}}\n")
+    monkeypatch.delenv("PRODML_DATA", raising=False)
+    monkeypatch.setenv("PRODML_CONFIG", str(tmp_path / "mine.yaml"))
+    mine, local = config.load(), config.load("local")
+    assert mine["profile"] == "mine" and mine["schema_path"] == str(tmp_path / "schema.yaml")
+    assert mine["gate"]["min_auc"] == 0.6 and local["gate"]["min_auc"] != 0.6
+    assert mine["gate"]["max_auc_drop"] == local["gate"]["max_auc_drop"]  # merged key by key
+    assert mine["drift"]["features"] == {"colour": {"monitor": False}}  # replaced, not merged
+    assert mine["drift"]["policy"] == local["drift"]["policy"]
+    assert mine["monitoring"]["input_drift"]["drift"]["features"] is None
+    assert mine["monitoring"]["input_drift"]["min_rows"] == local["monitoring"]["input_drift"]["min_rows"]
+    assert mine["registry"]["root"] == f"{config.PROJECT_ROOT / '.prodml' / 'mine'}/registry"  # its own root
+
+
+def test_extends_names_a_profile_or_a_file_and_may_not_loop(monkeypatch, tmp_path):
+    (tmp_path / "a.yaml").write_text("schema: s.yaml\nextends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    monkeypatch.setenv("PRODML_CONFIG", str(tmp_path / "a.yaml"))
+    with pytest.raises(config.ConfigError, match="`extends` loops"):
+        config.load()
+    (tmp_path / "a.yaml").write_text("schema: s.yaml\nextends: nowhere.yaml\n")
+    with pytest.raises(config.ConfigError, match="extends 'nowhere.yaml': no such file"):
+        config.load()
+    (tmp_path / "a.yaml").write_text("schema: s.yaml\nextends: nope\n")
+    with pytest.raises(config.ConfigError, match="unknown profile 'nope'"):
+        config.load()
