@@ -37,7 +37,7 @@ def flights():
         "origin": raw["origin"],
         "dest": raw["dest"],
         "dep_hour": raw["sched_dep_time"] // 100,
-        "day_of_week": day.dt.dayofweek,
+        "day_of_week": day.dt.day_of_week,
         "distance": raw["distance"],
         "dep_delay": raw["dep_delay"],
         "arr_delay": raw["arr_delay"],
