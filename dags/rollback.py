@@ -38,6 +38,8 @@ CONFIG = load()
                          description="Version to restore (e.g. v0003); empty = the previous champion."),
         "reason": Param("manual rollback", type="string",
                         description="Why: kept in the registry history and in the alert."),
+        "force": Param(False, type="boolean",
+                       description="Restore the chosen version even though the gate failed it."),
     },
     tags=["prodml", "serving"],
     doc_md=__doc__,
@@ -51,7 +53,8 @@ def rollback():
 
         try:
             return promotion_job.rollback(version=params.get("version"), reason=params.get("reason", ""),
-                                          registry_config=CONFIG["registry"], warehouse_config=CONFIG["warehouse"])
+                                          force=bool(params.get("force")), registry_config=CONFIG["registry"],
+                                          warehouse_config=CONFIG["warehouse"])
         except registry.RegistryError as exc:  # nothing to roll back to / unknown version: retrying won't help
             raise AirflowFailException(str(exc)) from None
 

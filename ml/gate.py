@@ -442,6 +442,21 @@ def promote_if_blessed(models, version: str, record: dict | None = None, reason:
     return models.promote(version, reason or "gate passed")
 
 
+def check_restorable(models, version: str) -> None:
+    """A rollback may restore any earlier champion, but not a version the gate failed: that needs
+    an explicit force (NotBlessedError otherwise). A version without a blessing (registered before
+    the gate existed, or by hand) is not held against."""
+    try:
+        stored = models.read_attachment(version, BLESSING)
+    except registry.RegistryError:
+        return
+    if stored.get("decision") == "fail":
+        why = "; ".join(stored.get("reasons") or []) or "no reasons recorded"
+        raise NotBlessedError(f"refusing to restore {version}: the gate failed it ({why}); to serve it "
+                              "anyway, force it (rollback DAG param force=true, or "
+                              "`python -m ml.registry rollback --version V --force`)")
+
+
 # ---------------------------------------------------------------- CLI (the infra child)
 
 

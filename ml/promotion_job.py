@@ -107,10 +107,16 @@ def keep(*, decision: dict, trained_by: str, run_id: str | None, warehouse_confi
     return {"version": decision["version"], "promoted": False}
 
 
-def rollback(*, version: str | None, reason: str, registry_config: dict, warehouse_config: dict) -> dict:
+def rollback(*, version: str | None, reason: str, registry_config: dict, warehouse_config: dict,
+             force: bool = False) -> dict:
     """Move `champion` back to `version` (default: the `previous` alias) and raise a warning alert;
-    return the aliases. registry.RegistryError when there is nothing to roll back to."""
+    return the aliases. registry.RegistryError when there is nothing to roll back to, or when
+    `version` failed the gate and `force` is not set (gate.NotBlessedError)."""
+    from ml import gate
+
     models = registry.connect(registry_config)
+    if version and not force:
+        gate.check_restorable(models, version)
     before = models.aliases().get("champion")
     after = models.rollback(version or None, reason=reason)
     wh = warehouse.connect(warehouse_config)

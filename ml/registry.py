@@ -469,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     back = sub.add_parser("rollback", help="move champion back (default: to the previous champion)")
     back.add_argument("--version")
     back.add_argument("--reason", default="manual rollback (CLI)")
+    back.add_argument("--force", action="store_true", help="restore a version even though the gate failed it")
     sub.add_parser("history", help="alias moves")
     args = parser.parse_args(argv)
 
@@ -486,6 +487,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "show":
             print(json.dumps(reg.get(args.version), indent=2, sort_keys=True))
         elif args.command == "rollback":
+            if args.version and not args.force:
+                from ml import gate  # gate imports this module
+
+                gate.check_restorable(reg, args.version)
             print(json.dumps(reg.rollback(args.version, args.reason)))
         elif args.command == "history":
             for entry in reg.history():

@@ -311,9 +311,15 @@ def online(config: dict, *, days=ONLINE_DAYS, requests=ONLINE_REQUESTS, seed: in
 
         blessing = models.read_attachment(bad, "blessing")
         say(f"▶ a bad model: {bad}, trained on shuffled labels, was rejected by the gate ("
-            f"{'; '.join(blessing.get('reasons', []))[:160]}); a person moves the champion to it by mistake: "
+            f"{'; '.join(blessing.get('reasons', []))[:160]}); a person tries to move the champion to it: "
             f"python -m ml.registry rollback --version {bad}")
-        subprocess.run([sys.executable, "-m", "ml.registry", "rollback", "--version", bad, "--reason",
+        refused = subprocess.run([sys.executable, "-m", "ml.registry", "rollback", "--version", bad, "--reason",
+                                  "demo: wrong version typed"], cwd=ROOT, capture_output=True, text=True)
+        if refused.returncode == 0:
+            raise RuntimeError(f"the registry restored {bad}, which the gate failed, without --force")
+        say(f"✓ refused: {refused.stderr.strip()[:160]}")
+        say(f"▶ ... and forces it by mistake: python -m ml.registry rollback --version {bad} --force")
+        subprocess.run([sys.executable, "-m", "ml.registry", "rollback", "--version", bad, "--force", "--reason",
                         "demo: wrong version typed"], cwd=ROOT, capture_output=True, text=True, check=True)
         service.reload()
         health = service.health()

@@ -264,3 +264,20 @@ def test_connect_picks_the_backend_from_the_kind(tmp_path):
     assert isinstance(registry.connect({"kind": "bucket", "root": str(tmp_path)}), BucketRegistry)
     with pytest.raises(registry.RegistryError, match="kind must be one of"):
         registry.connect({"kind": "vertex", "root": str(tmp_path)})
+
+
+def test_a_version_the_gate_failed_is_restored_only_when_forced(root, model_dir, capsys):
+    from ml import gate
+
+    v1, v2, v3 = (_register(root, model_dir, auc=a) for a in (0.75, 0.8, 0.5))
+    registry.attach(root, v3, gate.BLESSING, {"decision": "fail", "reasons": ["auc 0.5 < min_auc 0.7"]})
+    registry.attach(root, v2, gate.BLESSING, {"decision": "pass", "reasons": []})
+    registry.promote(root, v1)
+    registry.promote(root, v2)
+    assert registry.main(["--root", str(root), "rollback", "--version", v3]) == 1
+    assert "refusing to restore v0003: the gate failed it (auc 0.5 < min_auc 0.7)" in capsys.readouterr().err
+    assert registry.get(root, "champion")["version"] == v2  # untouched
+    assert registry.main(["--root", str(root), "rollback", "--version", v1]) == 0  # no blessing: not held against
+    capsys.readouterr()
+    assert registry.main(["--root", str(root), "rollback", "--version", v3, "--force"]) == 0
+    assert registry.get(root, "champion")["version"] == v3
