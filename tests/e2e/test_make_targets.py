@@ -60,6 +60,20 @@ def test_list_runs_as_json_prints_only_json(airflow_db):
     assert isinstance(json.loads(result.stdout), list), result.stdout[:300]
 
 
+def _title(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:  # exited (or a zombie) meanwhile
+        return ""
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -87,7 +101,11 @@ def test_make_airflow_takes_the_port_from_the_environment_and_ctrl_c_stops_every
                 assert make.poll() is None, log_path.read_text()[-3000:]
                 assert time.monotonic() < deadline, log_path.read_text()[-3000:]
                 time.sleep(2)
-            time.sleep(10)  # let the scheduler fork its workers: they are what used to be left behind
+            # the scheduler forks its LocalExecutor workers (they are what used to be left behind):
+            # wait until one shows its process title, not for a fixed time
+            while not any("LocalExecutor" in _title(p) for p in psutil.Process(make.pid).children(recursive=True)):
+                assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+                time.sleep(0.2)
             everything = psutil.Process(make.pid).children(recursive=True)
             assert len(everything) >= 5  # wrapper, standalone, api-server, scheduler, dag-processor, ...
             # task processes reach the execution API on the same port
@@ -95,9 +113,10 @@ def test_make_airflow_takes_the_port_from_the_environment_and_ctrl_c_stops_every
             assert urls == {f"http://127.0.0.1:{port}/execution/"}
             os.killpg(make.pid, signal.SIGINT)  # Ctrl-C
             make.wait(timeout=120)
-            time.sleep(1)
-            left = [p for p in everything if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-            assert not left, [(p.pid, p.cmdline()) for p in left]
+            deadline = time.monotonic() + 30  # until every process has exited, not a fixed pause
+            while (left := [p for p in everything if _alive(p)]) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not left, [(p.pid, _title(p)) for p in left]
         finally:
             for p in [psutil.Process(make.pid), *everything] if make.poll() is None else everything:
                 try:
