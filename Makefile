@@ -104,27 +104,14 @@ bench: venv
 	$(PY) -m benchmarks.run
 
 # Mutation testing (mutmut; config in pyproject.toml [tool.mutmut]) of the functions that matter in
-# the critical modules, with the fast unit tier only; prints the score per module and the surviving
-# mutants (README, "Mutation testing"). Not part of `make test`. Narrow it with mutant-name globs:
+# the critical modules, with the fast unit tier only; one module group after another
+# (scripts/mutation_report.py GROUPS), then the score, minutes and surviving mutants of each
+# (README, "Mutation testing"). Not part of `make test`. Narrow it with mutant-name globs:
 #   make mutate MUTANTS='ml.gate.* ml.registry.*'
-MUTANTS ?= ml.gate.x__number* ml.gate.x__check* ml.gate.x_decide* ml.gate.x_check_budgets* \
-	ml.gate.x_model_size_mb* ml.gate.x_evaluate_gate* ml.gate.x_summary* ml.gate.x_store_blessing* \
-	ml.gate.x_promote_if_blessed* \
-	ml.registry.x_[!m_]* ml.registry.x__[!t]* \
-	ml.landing.* ml.file_sets.* \
-	ml.warehouse.x_* ml.warehouse.xǁWarehouseǁ* ml.warehouse.xǁDuckDBWarehouseǁ* \
-	ml.features.x__parse_feature* ml.features.x_arrow_types* ml.features.x_read_header* \
-	ml.features.x_parse_numbers* ml.features.x_read_csv_files* ml.features.x_split_bucket* \
-	ml.features.x_serving_input_dtypes* ml.features.x_to_model_inputs* \
-	ml.validate.suite.* ml.validate.x__file_level* ml.validate.x__column_problem* \
-	ml.drift.metrics.* ml.drift.config.* ml.drift.check.x_compare* ml.drift.check.x__decide* ml.drift.check.x__breached*
+MUTANTS ?=
 mutate: venv
 	rm -rf mutants && mkdir mutants
-	$(PY) -m tests.ml.tiny_model mutants/.tiny-models tests/ml/data/tiny_schema.yaml > mutants/tiny_model.log 2>&1 \
-		|| (cat mutants/tiny_model.log; exit 1)
-	PRODML_TINY_MODELS=$(CURDIR)/mutants/.tiny-models $(VENV)/bin/mutmut run --max-children $$(nproc) \
-		$(foreach m,$(MUTANTS),'$(m)') > mutants/run.log 2>&1 || (tail -c 3000 mutants/run.log; exit 1)
-	$(PY) scripts/mutation_report.py $(foreach m,$(MUTANTS),'$(m)')
+	$(PY) scripts/mutation_report.py --run --max-children $$(nproc) $(foreach m,$(MUTANTS),'$(m)')
 
 # Re-resolve the full lock after editing requirements.txt or requirements-dev.txt.
 lock: venv

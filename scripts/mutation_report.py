@@ -1,68 +1,132 @@
-"""Print the mutation score per module and the surviving mutants of the last `mutmut run`.
+"""Run mutmut over the critical modules one group at a time, then print the score, the minutes and
+the surviving mutants of each group.
 
-    python scripts/mutation_report.py [MUTANT-NAME GLOBS ...]   # run by `make mutate`
+    python scripts/mutation_report.py --run [--max-children N] [GLOB ...]   # `make mutate`
+    python scripts/mutation_report.py [GLOB ...]                           # report the last run only
 
-Reads mutmut's result files (mutants/**/*.py.meta). Score = detected / (detected + survived), where
-detected = killed by a test, a timeout (the mutant made a test hang: a test noticed) or a crash.
+Without GLOBs: the groups in `GROUPS` (the default selection, README "Mutation testing"); with
+GLOBs (mutant-name patterns, e.g. 'ml.gate.*'): those, as one group. The groups run one after
+another on one `mutants/` folder, so mutmut's stats run (which test covers which function)
+happens once, in the first group; each group's minutes include its own clean test run.
+
+Reads mutmut's result files (mutants/**/*.py.meta). Score = caught / (caught + survived), where
+caught = killed by a test, a timeout (the mutant made a test hang: a test noticed) or a crash.
 "No tests" (no fast-tier test runs the function) counts as a survivor. Exit status 1 when any
 mutant of the selection survived, so a release script can gate on it.
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import fnmatch
 import json
+import subprocess
 import sys
+import time
 from pathlib import Path
 
+# The functions that decide something, by module. Left out, with the reason in the README:
+# CLIs and printing, BigQuery code (needs the emulator), serving children, TensorFlow layers.
+GROUPS = {
+    "ml.gate": ["ml.gate.x__number*", "ml.gate.x__check*", "ml.gate.x_decide*", "ml.gate.x_check_budgets*",
+                "ml.gate.x_model_size_mb*", "ml.gate.x_evaluate_gate*", "ml.gate.x_summary*",
+                "ml.gate.x_store_blessing*", "ml.gate.x_promote_if_blessed*"],
+    "ml.registry": ["ml.registry.x_[!m_]*", "ml.registry.x__[!t]*"],
+    "ml.landing": ["ml.landing.*"],
+    "ml.file_sets": ["ml.file_sets.*"],
+    "ml.warehouse": ["ml.warehouse.x_*", "ml.warehouse.xǁWarehouseǁ*", "ml.warehouse.xǁDuckDBWarehouseǁ*"],
+    "ml.features": ["ml.features.x__parse_feature*", "ml.features.x__check_columns*", "ml.features.x_entity_key*",
+                    "ml.features.x_load_schema*", "ml.features.x_arrow_types*", "ml.features.x_read_header*",
+                    "ml.features.x_parse_numbers*", "ml.features.x_read_csv_files*", "ml.features.x_split_bucket*",
+                    "ml.features.x_serving_input_dtypes*", "ml.features.x_to_model_inputs*"],
+    "ml.validate": ["ml.validate.suite.*", "ml.validate.x__file_level*", "ml.validate.x__column_problem*"],
+    "ml.drift.metrics": ["ml.drift.metrics.*"],
+    "ml.drift.check": ["ml.drift.check.x_compare*", "ml.drift.check.x__decide*", "ml.drift.check.x__breached*"],
+    "ml.drift.config": ["ml.drift.config.*"],
+}
 DETECTED = {1: "killed", 3: "killed", 36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout",
             255: "timeout", -11: "segfault", -9: "segfault"}
 SURVIVED = {0: "survived", 5: "no tests", 33: "no tests"}
+MUTMUT = str(Path(sys.executable).parent / "mutmut")
 
 
-def main(patterns: list[str]) -> int:
-    root = Path("mutants")
-    metas = sorted(root.rglob("*.py.meta"))
-    if not metas:
+def run(groups: dict[str, list[str]], max_children: int) -> dict[str, float]:
+    """mutmut run per group (its log: mutants/run-<group>.log); minutes per group."""
+    minutes = {}
+    for name, patterns in groups.items():
+        start = time.monotonic()
+        print(f"mutating {name} ...", flush=True)
+        with open(Path("mutants") / f"run-{name}.log", "w") as log:
+            code = subprocess.run([MUTMUT, "run", "--max-children", str(max_children), *patterns],
+                                  stdout=log, stderr=subprocess.STDOUT).returncode
+        minutes[name] = (time.monotonic() - start) / 60
+        if code != 0:
+            print(f"mutmut failed on {name} (exit {code}); its log, mutants/run-{name}.log, ends:")
+            print(Path(log.name).read_text()[-3000:])
+            raise SystemExit(2)
+    return minutes
+
+
+def results() -> dict[str, int | None]:
+    """{mutant name: exit code or None (not run)} over every mutated file."""
+    out = {}
+    for meta in sorted(Path("mutants").rglob("*.py.meta")):
+        out.update(json.loads(meta.read_text())["exit_code_by_key"])
+    return out
+
+
+def report(groups: dict[str, list[str]], minutes: dict[str, float]) -> int:
+    codes = results()
+    if not codes:
         print("no mutation results under mutants/: run `make mutate`")
         return 1
-    counts = collections.defaultdict(collections.Counter)
+    total = collections.Counter()
     survivors = []
-    for meta in metas:
-        module = str(meta.relative_to(root)).removesuffix(".py.meta").replace("/", ".")
-        for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
-            if patterns and not any(fnmatch.fnmatch(name, p) for p in patterns):
+    print(f"{'group':<20} {'mutants':>8} {'caught':>7} {'survived':>9} {'score':>7} {'minutes':>8}")
+    for name, patterns in groups.items():
+        c = collections.Counter()
+        for mutant, code in codes.items():
+            if not any(fnmatch.fnmatch(mutant, p) for p in patterns):
                 continue
             if code is None:
-                counts[module]["not run"] += 1
+                c["not run"] += 1
             elif code in DETECTED:
-                counts[module]["detected"] += 1
+                c["caught"] += 1
             else:
-                counts[module]["survived"] += 1
-                survivors.append((name, SURVIVED.get(code, f"exit {code}")))
-    total = collections.Counter()
-    print(f"{'module':<28} {'mutants':>8} {'killed':>8} {'survived':>9} {'score':>7}")
-    for module, c in sorted(counts.items()):
-        judged = c["detected"] + c["survived"]
-        if not judged:
-            continue
+                c["survived"] += 1
+                survivors.append((mutant, SURVIVED.get(code, f"exit {code}")))
         total.update(c)
-        print(f"{module:<28} {judged:>8} {c['detected']:>8} {c['survived']:>9} {100 * c['detected'] / judged:>6.1f}%")
-    judged = total["detected"] + total["survived"]
+        judged = c["caught"] + c["survived"]
+        score = f"{100 * c['caught'] / judged:6.1f}%" if judged else "     -"
+        took = f"{minutes[name]:8.1f}" if name in minutes else "       -"
+        print(f"{name:<20} {judged:>8} {c['caught']:>7} {c['survived']:>9} {score:>7} {took}")
+    judged = total["caught"] + total["survived"]
     if not judged:
         print("no mutant of the selection was run")
         return 1
-    print(f"{'total':<28} {judged:>8} {total['detected']:>8} {total['survived']:>9} "
-          f"{100 * total['detected'] / judged:>6.1f}%")
+    took = f"{sum(minutes.values()):8.1f}" if minutes else "       -"
+    print(f"{'total':<20} {judged:>8} {total['caught']:>7} {total['survived']:>9} "
+          f"{100 * total['caught'] / judged:6.1f}% {took}")
     if total["not run"]:
         print(f"({total['not run']} mutants of the selection were not run: interrupted?)")
     if survivors:
         print("\nsurviving mutants (see one with: .venv/bin/mutmut show NAME):")
-        for name, why in survivors:
-            print(f"  {name}  [{why}]")
+        for mutant, why in survivors:
+            print(f"  {mutant}  [{why}]")
     return 1 if survivors else 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", action="store_true", help="run mutmut first (else report the last run)")
+    parser.add_argument("--max-children", type=int, default=2)
+    parser.add_argument("patterns", nargs="*", help="mutant-name globs (default: GROUPS)")
+    args = parser.parse_args(argv)
+    groups = {"selected": args.patterns} if args.patterns else GROUPS
+    minutes = run(groups, args.max_children) if args.run else {}
+    return report(groups, minutes)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
