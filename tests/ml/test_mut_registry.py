@@ -1,6 +1,7 @@
 """The registry's files as a person reads them: aliases.json and attachments as sorted, indented
 JSON; attachments read-only (r--r--r--); values JSON cannot hold kept as text; a rollback without
-a reason records an empty one."""
+a reason records an empty one; an alias move the history missed is restored (the fault tests kill a
+process for this; they import TensorFlow and stay out of the mutation run)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,24 @@ def test_a_rollback_without_a_reason_records_an_empty_one(root):
     registry.rollback(root)
     assert [(h["action"], h["reason"]) for h in registry.history(root)] == [
         ("promote", "first"), ("promote", ""), ("rollback", "")]
+
+
+def test_an_alias_move_the_history_missed_is_restored_before_the_next_move(root):
+    registry.promote(root, "v0001", "first")
+    # a promotion killed after replacing aliases.json and before appending its history line
+    (root / "aliases.json").write_text(json.dumps({"champion": "v0002", "previous": "v0001"}))
+    registry.rollback(root, "v0001", "back")
+    assert [(h["action"], h["from"], h["to"], h["reason"]) for h in registry.history(root)] == [
+        ("promote", None, "v0001", "first"),
+        ("recovered", "v0001", "v0002", "alias moved by an interrupted promotion; history line restored"),
+        ("rollback", "v0002", "v0001", "back")]
+    assert registry.history(root)[1]["alias"] == "champion"
+
+
+def test_history_lines_are_rw_r__r__(root):
+    old = os.umask(0o022)
+    try:
+        registry.promote(root, "v0001")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(root / "history.jsonl").st_mode) == 0o644
