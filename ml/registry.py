@@ -503,4 +503,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main: errors raised through ml.gate are ml.registry's classes, not
+    # this __main__ copy's, and `except RegistryError` must catch them.
+    from ml import registry
+
+    sys.exit(registry.main())

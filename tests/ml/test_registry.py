@@ -281,3 +281,18 @@ def test_a_version_the_gate_failed_is_restored_only_when_forced(root, model_dir,
     capsys.readouterr()
     assert registry.main(["--root", str(root), "rollback", "--version", v3, "--force"]) == 0
     assert registry.get(root, "champion")["version"] == v3
+
+
+def test_the_cli_process_refuses_a_failed_version_with_a_message_not_a_traceback(root, model_dir):
+    import subprocess
+    import sys
+
+    from ml import gate
+
+    v1, v2 = (_register(root, model_dir, auc=a) for a in (0.75, 0.5))
+    registry.attach(root, v2, gate.BLESSING, {"decision": "fail", "reasons": ["auc 0.5 < min_auc 0.7"]})
+    registry.promote(root, v1)
+    done = subprocess.run([sys.executable, "-m", "ml.registry", "--root", str(root), "rollback", "--version", v2],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: refusing to restore v0002: the gate failed it")
