@@ -67,3 +67,28 @@ def test_history_lines_are_rw_r__r__(root):
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(root / "history.jsonl").st_mode) == 0o644
+
+
+def test_a_version_is_read_only_files_and_folders_with_sorted_indented_metadata(tmp_path):
+    model = tmp_path / "model"
+    (model / "variables").mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"x")
+    (model / "variables" / "data").write_bytes(b"y")
+    root = tmp_path / "registry"
+    version = registry.register(root, model, {"metrics": {"auc": 0.5}, "data_range": {"end": dt.date(2024, 1, 2)}})
+    folder = root / "versions" / version
+    modes = {p.relative_to(folder).as_posix(): stat.S_IMODE(os.stat(p).st_mode)
+             for p in [folder / "model", *sorted((folder / "model").rglob("*")), folder / "metadata.json"]}
+    assert modes == {"model": 0o555, "model/saved_model.pb": 0o444, "model/variables": 0o555,
+                     "model/variables/data": 0o444, "metadata.json": 0o444}
+    text = (folder / "metadata.json").read_text()
+    record = json.loads(text)
+    assert text == json.dumps(record, indent=2, sort_keys=True) + "\n"
+    assert record["data_range"] == {"end": "2024-01-02"}
+
+
+def test_temp_files_left_in_an_attachments_folder_are_cleaned_under_the_lock(root):
+    leftover = root / "versions" / "v0001" / "attachments" / f"{registry._TMP_PREFIX}dead"
+    leftover.write_bytes(b"half")
+    registry.attach(root, "v0002", "note", {"a": 1})
+    assert not leftover.exists()
