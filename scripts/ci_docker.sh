@@ -52,6 +52,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
         || { apt-get update -q >>"$LOGDIR/apt.log" 2>&1 && apt-get install -y -q "${missing[@]}" >>"$LOGDIR/apt.log" 2>&1; } \
         || { tail -20 "$LOGDIR/apt.log"; exit 1; }
 fi
+# The Python that builds the venv (if the command needs one) is the one the caller's PATH names:
+# /usr/bin, put first below, may hold an older Debian python3.11 that the lock does not accept.
+export PYTHON="${PYTHON:-$(command -v python3.11 || echo python3.11)}"
 # Debian's client, matching the engine (a newer client elsewhere on PATH would do too, but this is known)
 export PATH="/usr/bin:$PATH"
 
