@@ -85,16 +85,18 @@ def read_eval_examples(pattern: str, schema) -> tuple[dict, np.ndarray]:
 
 def slice_columns(schema, slice_by) -> list[str]:
     """The columns evaluation slices by: the profile's `evaluation.slice_by` (a name, a list, or
-    unset = the schema's `slices`); each must be one of the schema's declared slices, because only
-    those travel in the eval TFRecords."""
+    unset = the schema's `slices`); each must travel in the eval TFRecords: one of the schema's
+    declared slices or a model input."""
     from ml.features import SchemaError
 
     wanted = list(schema.slices) if slice_by is None else ([slice_by] if isinstance(slice_by, str) else list(slice_by))
-    unknown = [name for name in wanted if name not in schema.slices]
+    carried = {f.name for f in schema.record_features}
+    unknown = [name for name in wanted if name not in carried]
     if unknown:
-        raise SchemaError(f"evaluation.slice_by names {unknown}, which the schema {schema.path} does not declare "
-                          f"in `slices` ({list(schema.slices)}): add them to the schema's slices (the transform "
-                          "then carries them in the eval data) or change evaluation.slice_by")
+        raise SchemaError(f"evaluation.slice_by names {unknown}, which the schema {schema.path} neither declares "
+                          f"in `slices` ({list(schema.slices)}) nor uses as a model input: add them to the "
+                          "schema's slices (the transform then carries them in the eval data) or change "
+                          "evaluation.slice_by")
     return wanted
 
 

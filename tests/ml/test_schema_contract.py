@@ -82,12 +82,15 @@ def test_entity_key_is_one_canonical_string_for_any_key_types():
     assert F.entity_key(("S0001", 8)) != F.entity_key(("S0001", "8"))  # types are part of the key
 
 
-def test_evaluation_slice_must_be_declared_by_the_schema(tmp_path):
+def test_evaluation_slice_must_travel_in_the_eval_data(tmp_path):
     schema = F.load_schema(schema_file(tmp_path))
     assert evaluate.slice_columns(schema, None) == ["region", "channel"]
     assert evaluate.slice_columns(schema, "channel") == ["channel"]
+    assert evaluate.slice_columns(schema, ["items"]) == ["items"]  # a model input: in the TFRecords too
     with pytest.raises(F.SchemaError, match=r"evaluation.slice_by names \['road_type'\]"):
         evaluate.slice_columns(schema, "road_type")
+    with pytest.raises(F.SchemaError, match=r"names \['coupon_code'\].*neither declares"):
+        evaluate.slice_columns(schema, "coupon_code")  # a column, but neither a slice nor an input
 
 
 def test_drift_slices_by_the_schema_and_refuses_an_unknown_slice(tmp_path):
