@@ -38,6 +38,26 @@ def _champion(root) -> dict | None:
         return None
 
 
+def _serve(config, forecast: Path, env) -> dict:
+    """The prediction service on the flights profile (in process): a flight of the scored day and
+    one of the next day, as `make serve` would answer them."""
+    from fastapi.testclient import TestClient
+
+    from ml import features as F
+    from ml.serving.__main__ import build
+
+    env.setenv("PRODML_API_KEYS", "flights-test-key")
+    schema = F.load_schema(config["schema_path"])
+    rows = {day: F.read_csv_files([str(forecast / f"dt={day}" / "part-00000.csv")], schema).slice(0, 1).to_pylist()[0]
+            for day in (TRAIN_END, "2013-01-16")}
+    app, _ = build(config, poll_s=0.2, log_flush_s=0.2)
+    with TestClient(app) as client:
+        headers = {"X-API-Key": "flights-test-key"}
+        health = client.get("/healthz", headers=headers).json()
+        answer = client.post("/predict", headers=headers, json={"instances": list(rows.values())})
+        return {"health": health, "status": answer.status_code, "answer": answer.json(), "rows": rows}
+
+
 @pytest.fixture(scope="module")
 def flights(airflow_db, tmp_path_factory):
     """The three DAG runs on the flights profile, in a data root of their own."""
@@ -64,6 +84,7 @@ def flights(airflow_db, tmp_path_factory):
             out["predictions"], out["prediction_columns"] = table.to_pylist(), table.column_names
         finally:
             wh.close()
+        out["served"] = _serve(config, data / "bucket" / "forecast", env)
         land.land(data / "bucket", NEW_SET, days=1)  # the next day lands (its label with it)
         out["dynamic"] = _states(airflow_env.get_dag("dynamic_training").test(run_conf={"file_set": NEW_SET}))
         out["versions"] = registry.list_versions(root)
@@ -116,3 +137,16 @@ def test_dynamic_training_retrains_on_the_new_day_with_a_warm_start(flights):
     assert candidate["training"]["model_name"] == "flights"
     warm = candidate["training"]["warm_start"]
     assert warm and warm["status"] in ("full", "mapped"), warm  # a grown vocabulary is mapped, not dropped
+
+
+def test_the_service_answers_flights_from_the_head_and_the_tail(flights):
+    served = flights["served"]
+    champion = flights["champion"]["version"]
+    assert served["health"]["champion"] == champion
+    assert served["status"] == 200, served["answer"]
+    head, tail = served["answer"]["predictions"]
+    assert head["path"] == "head" and tail["path"] == "tail"  # the scored day is precomputed, the next is not
+    assert head["model_version"] == tail["model_version"] == champion
+    row = served["rows"][TRAIN_END]
+    stored = next(r for r in flights["predictions"] if (r["carrier"], r["flight"]) == (row["carrier"], row["flight"]))
+    assert head["score"] == pytest.approx(stored["score"])
