@@ -10,7 +10,14 @@ import pytest
 from ml import features as F
 from ml.validate import _column_problem, _file_level
 from ml.validate.engine import Streamed
-from ml.validate.suite import Check, build_suites, compile_suites, expected_columns, fails, nonnull_denominator
+from ml.validate.suite import (
+    Check,
+    build_suites,
+    compile_suites,
+    expected_columns,
+    fails,
+    nonnull_denominator,
+)
 
 SCHEMA = F.Schema(name="t", label="y", row_count=(2, 5), label_values=(0, 1), features=(
     F.Feature("k", "string", "key", "ahead", pattern="^K[0-9]+$"),

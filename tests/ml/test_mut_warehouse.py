@@ -147,7 +147,7 @@ def test_replace_partition_touches_only_its_partition_and_checks_the_rows(duck):
     assert duck.query("SELECT n FROM ds.a ORDER BY n").to_pylist() == [{"n": 9}]
 
 
-def test_the_base_class_runs_nothing_itself(sql_dir):
+def test_the_base_class_runs_nothing_itself():
     base = wh.Warehouse()
     for call in (lambda: base.query("SELECT 1"), lambda: base.load_arrow("t", pa.table({})),
                  lambda: base.replace_partition("t", pa.table({}), "d", 1)):
