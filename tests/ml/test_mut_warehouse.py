@@ -98,6 +98,7 @@ def test_query_returns_the_last_statements_rows_or_none_and_names_missing_parame
         duck.query("SELECT @b AS b, @a AS a", {"c": 1})
     assert str(info.value) == "missing query parameters: ['a', 'b']"
     assert duck.query("SELECT @a AS a", {"a": 5}).to_pylist() == [{"a": 5}]
+    assert duck.query("") is None and duck.query(";") is None  # no statement, no rows
 
 
 def test_writes_leave_no_registered_view_behind(duck):
