@@ -198,6 +198,10 @@ def test_read_csv_files_types_columns_and_concatenates_files(tmp_path, tiny):
     assert table.to_pylist() == [{"k": "A", "n": 1, "v": 0.5, "y": 1}, {"k": None, "n": None, "v": None, "y": None},
                                  {"k": "B", "n": 2, "v": 1.5, "y": None}]
     assert F.read_csv_files([b], tiny).column_names == ["k", "n", "v"]
+    words = tmp_path / "words.csv"
+    words.write_text("k,n\nNA,1\nnull,2\nN/A,3\n")  # only an empty field is missing: these are values
+    assert F.read_csv_files([words], tiny)["k"].to_pylist() == ["NA", "null", "N/A"]
+    assert F.read_csv_files([words], tiny, bad_values="null")["k"].to_pylist() == ["NA", "null", "N/A"]
 
 
 def test_read_csv_files_bad_values_raise_naming_the_file_or_become_nulls(tmp_path, tiny):
