@@ -161,6 +161,9 @@ def test_read_header_strips_a_bom_and_spaces_from_a_file_and_from_bytes(tmp_path
     assert F.read_header("x", b" only , header") == ["only", "header"]  # no newline at all
     assert F.read_header("x", b"a,b\r\n1,2\n") == ["a", "b"]
     assert F.read_header("x", b"") == []
+    latin1 = tmp_path / "latin1.csv"  # a header that is not UTF-8 is read, not a crash: validation names it
+    latin1.write_bytes(b"caf\xe9,b\n1,2\n")
+    assert F.read_header(latin1) == F.read_header("x", latin1.read_bytes()) == ["caf\ufffd", "b"]
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
     assert F.read_header(empty) == []
