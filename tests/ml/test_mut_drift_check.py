@@ -184,3 +184,28 @@ def test_the_drifted_share_counts_monitored_features_and_may_have_no_limit():
     assert rows(at_limit, "_table")["drifted_share"] == (0.5, 0.5, False)
     nothing = C.compare(ref, cur, SCHEMA, {**thresholds, "features": {"num": {"ks": 0.3, "monitor": False}}})
     assert nothing["drifted_share"] == 0.0 and nothing["drifted"] == []  # no monitored feature: no division by 0
+
+
+def test_a_new_slice_value_first_a_slice_missing_a_feature_and_features_without_limits():
+    base = numeric(range(20), [10, 10])
+    ref = profile(20, base, None, label=categorical({0: 20}),
+                  slices={"a": (6, numeric(range(6), [3, 3])), "b": (6, numeric(range(6), [3, 3]))})
+    cur = profile(20, base, None, label=categorical({0: 20}),
+                  slices={"new": (7, numeric(range(7), [4, 3])), "a": (6, numeric(range(6), [3, 3])),
+                          "b": (6, numeric(range(6), [3, 3]))})
+    del cur.stats["slices"]["values"]["b"]["features"]["num"]  # the column is absent in that slice
+    schema = F.Schema(name="t", label="y", features=SCHEMA.features[:1])
+    result = C.compare(ref, cur, schema, {**THRESHOLDS, "features": {}})  # no limits for num nor y
+    assert {s["slice"] for s in result["scores"]} == {"all", "cat=a", "cat=b"}  # after the new value too
+    assert rows(result, "num", "cat=b") == {"missing": (1.0, 0.5, True)}
+    assert all(t is None for _, t, _ in rows(result, "num", "cat=a").values())
+    assert all(t is None for _, t, _ in rows(result, "y").values())
+
+
+def test_without_thresholds_the_package_defaults_decide():
+    schema = F.Schema(name="t", label="", features=SCHEMA.features[:1],
+                      by_name={"num": SCHEMA.features[0]})
+    ref = profile(100, numeric(range(100), [50, 50]), None)
+    cur = profile(100, numeric(np.arange(100) + 50, [0, 100]), None)
+    result = C.compare(ref, cur, schema)
+    assert rows(result, "num")["ks"] == (0.5, 0.12, True)  # DEFAULT_CONFIG's numeric ks
