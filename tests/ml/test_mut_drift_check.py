@@ -200,6 +200,7 @@ def test_a_new_slice_value_first_a_slice_missing_a_feature_and_features_without_
     assert rows(result, "num", "cat=b") == {"missing": (1.0, 0.5, True)}
     assert all(t is None for _, t, _ in rows(result, "num", "cat=a").values())
     assert all(t is None for _, t, _ in rows(result, "y").values())
+    assert result["drifted"] == ["num"] and result["drifted_share"] == 1.0  # of no monitored limits: over 1
 
 
 def test_without_thresholds_the_package_defaults_decide():
