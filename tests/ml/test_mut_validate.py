@@ -71,6 +71,7 @@ def test_presence_at_its_share_passes_and_below_it_rejects_with_the_shares():
     assert (rejected.rule, rejected.field) == ("presence", "n")
     assert rejected.detail == "only 25.0% of rows have a value; the schema wants >= 50%"
     assert stats["null_fraction"] == {"n": 0.75}
+    assert _file_level("f.csv", SCHEMA, CHECKS, streamed({}, {"n": 1}), 3)[1]["null_fraction"] == {"n": 0.333333}
 
 
 def test_the_oov_rate_is_recorded_and_judged_on_its_denominator():
