@@ -296,3 +296,14 @@ def test_the_cli_process_refuses_a_failed_version_with_a_message_not_a_traceback
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith("error: refusing to restore v0002: the gate failed it")
+
+
+def test_register_refuses_a_version_folder_that_exists_and_leaves_no_temp_copy(root, model_dir, monkeypatch):
+    # numbering cannot pick an existing folder today; if it ever did (a numbering bug, a folder made
+    # by hand), rename() would replace an empty one silently: register refuses and cleans its copy
+    v1 = _register(root, model_dir)
+    monkeypatch.setattr(registry, "_version_numbers", lambda root: [])
+    with pytest.raises(RegistryError, match=f"version {v1} already exists in {root}"):
+        _register(root, model_dir)
+    assert _leftovers(root) == []
+    assert [p.name for p in (root / "versions").iterdir()] == [v1]
