@@ -1,13 +1,15 @@
-"""Run mutmut over the critical modules one group at a time, then print the score, the minutes and
-the surviving mutants of each group.
+"""Run mutmut over the critical modules, then print the score, the cost and the surviving mutants of
+each group.
 
     python scripts/mutation_report.py --run [--max-children N] [GLOB ...]   # `make mutate`
     python scripts/mutation_report.py [GLOB ...]                           # report the last run only
 
 Without GLOBs: the groups in `GROUPS` (the default selection, README "Mutation testing"); with
-GLOBs (mutant-name patterns, e.g. 'ml.gate.*'): those, as one group. The groups run one after
-another on one `mutants/` folder, so mutmut's stats run (which test covers which function)
-happens once, in the first group; each group's minutes include its own clean test run.
+GLOBs (mutant-name patterns, e.g. 'ml.gate.*'): those, as one group. One mutmut run covers every
+group, so its stats run (which test covers which function), clean test run and forced-fail run
+happen once (they cost about 40 s each time). A group's cost is the sum of its mutants' pytest
+seconds, recorded by tests/mutmut_plugin.py (the children run in parallel, so the sum over the
+groups is about max-children times the minutes spent on mutants).
 
 Reads mutmut's result files (mutants/**/*.py.meta). Score = caught / (caught + survived), where
 caught = killed by a test, a timeout (the mutant made a test hang: a test noticed) or a crash.
@@ -21,6 +23,7 @@ import argparse
 import collections
 import fnmatch
 import json
+import os
 import subprocess
 import sys
 import time
@@ -57,21 +60,19 @@ SURVIVED = {0: "survived", 5: "no tests", 33: "no tests"}
 MUTMUT = str(Path(sys.executable).parent / "mutmut")
 
 
-def run(groups: dict[str, list[str]], max_children: int) -> dict[str, float]:
-    """mutmut run per group (its log: mutants/run-<group>.log); minutes per group."""
-    minutes = {}
-    for name, patterns in groups.items():
-        start = time.monotonic()
-        print(f"mutating {name} ...", flush=True)
-        with open(Path("mutants") / f"run-{name}.log", "w") as log:
-            code = subprocess.run([MUTMUT, "run", "--max-children", str(max_children), *patterns],
-                                  stdout=log, stderr=subprocess.STDOUT).returncode
-        minutes[name] = (time.monotonic() - start) / 60
-        if code != 0:
-            print(f"mutmut failed on {name} (exit {code}); its log, mutants/run-{name}.log, ends:")
-            print(Path(log.name).read_text()[-3000:])
-            raise SystemExit(2)
-    return minutes
+def run(groups: dict[str, list[str]], max_children: int) -> float:
+    """One mutmut run over every group's patterns (its log: mutants/run.log); its minutes."""
+    patterns = [p for group in groups.values() for p in group]
+    start = time.monotonic()
+    print(f"mutating {', '.join(groups)} ...", flush=True)
+    with open(Path("mutants") / "run.log", "w") as log:
+        code = subprocess.run([MUTMUT, "run", "--max-children", str(max_children), *patterns],
+                              stdout=log, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        print(f"mutmut failed (exit {code}); its log, mutants/run.log, ends:")
+        print(Path(log.name).read_text()[-3000:])
+        raise SystemExit(2)
+    return (time.monotonic() - start) / 60
 
 
 def results() -> dict[str, int | None]:
@@ -82,19 +83,28 @@ def results() -> dict[str, int | None]:
     return out
 
 
-def report(groups: dict[str, list[str]], minutes: dict[str, float]) -> int:
+def mutant_seconds() -> dict[str, float]:
+    """{mutant name: seconds of its pytest session} from tests/mutmut_plugin.py's records."""
+    path = Path("mutants") / "mutant-seconds.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return {r["mutant"]: r["seconds"] for r in map(json.loads, lines)}
+
+
+def report(groups: dict[str, list[str]], minutes: float | None) -> int:
     codes = results()
     if not codes:
         print("no mutation results under mutants/: run `make mutate`")
         return 1
+    seconds = mutant_seconds()
     total = collections.Counter()
     survivors = []
-    print(f"{'group':<20} {'mutants':>8} {'caught':>7} {'survived':>9} {'score':>7} {'minutes':>8}")
+    print(f"{'group':<20} {'mutants':>8} {'caught':>7} {'survived':>9} {'score':>7} {'test min':>9}")
     for name, patterns in groups.items():
         c = collections.Counter()
         for mutant, code in codes.items():
             if not any(fnmatch.fnmatch(mutant, p) for p in patterns):
                 continue
+            c["seconds"] += seconds.get(mutant, 0.0)
             if code is None:
                 c["not run"] += 1
             elif code in DETECTED:
@@ -105,15 +115,16 @@ def report(groups: dict[str, list[str]], minutes: dict[str, float]) -> int:
         total.update(c)
         judged = c["caught"] + c["survived"]
         score = f"{100 * c['caught'] / judged:6.1f}%" if judged else "     -"
-        took = f"{minutes[name]:8.1f}" if name in minutes else "       -"
-        print(f"{name:<20} {judged:>8} {c['caught']:>7} {c['survived']:>9} {score:>7} {took}")
+        print(f"{name:<20} {judged:>8} {c['caught']:>7} {c['survived']:>9} {score:>7} {c['seconds'] / 60:9.1f}")
     judged = total["caught"] + total["survived"]
     if not judged:
         print("no mutant of the selection was run")
         return 1
-    took = f"{sum(minutes.values()):8.1f}" if minutes else "       -"
     print(f"{'total':<20} {judged:>8} {total['caught']:>7} {total['survived']:>9} "
-          f"{100 * total['caught'] / judged:6.1f}% {took}")
+          f"{100 * total['caught'] / judged:6.1f}% {total['seconds'] / 60:9.1f}")
+    if minutes is not None:
+        print(f"mutmut run: {minutes:.1f} minutes on {os.cpu_count()} CPUs (test min: the mutants' pytest "
+              "sessions added up; they run in parallel)")
     if total["not run"]:
         print(f"({total['not run']} mutants of the selection were not run: interrupted?)")
     if survivors:
@@ -130,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("patterns", nargs="*", help="mutant-name globs (default: GROUPS)")
     args = parser.parse_args(argv)
     groups = {"selected": args.patterns} if args.patterns else GROUPS
-    minutes = run(groups, args.max_children) if args.run else {}
+    minutes = run(groups, args.max_children) if args.run else None
     return report(groups, minutes)
 
 

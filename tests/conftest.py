@@ -23,6 +23,17 @@ SESSION_DIR = Path(tempfile.mkdtemp(prefix="prodml-tests-"))
 os.environ["PRODML_PROFILE"] = "local"
 airflow_env.apply(airflow_home=SESSION_DIR / "airflow_home", data_dir=SESSION_DIR / "data")
 
+# `make mutate` (tests/mutmut_plugin.py loaded): mutmut forks each mutant's pytest from one process
+# that has collected the tests; import there, once, what the tested code imports lazily (about 3 s
+# each for TensorFlow/Keras and Great Expectations in every mutant that reaches them). Importing
+# them starts no thread, so forking after it stays as safe as before. Here, not in the plugin:
+# conftest runs under pytest's output capture, and absl's log handler (imported with TensorFlow)
+# closes the stream it was made with, which outside the capture is mutmut's own output (INTERNALERROR).
+if "tests.mutmut_plugin" in sys.modules:
+    import great_expectations  # noqa: F401
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
+
 SIM_START = "2026-11-01"
 SIM_DAYS = 14
 SIM_SENSORS = 40
