@@ -13,6 +13,7 @@ mutmut forks every mutant's pytest session from one fork server that has collect
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -21,7 +22,6 @@ from pathlib import Path
 # mutmut runs the tests from inside mutants/, where it keeps its stats
 STATS = Path("mutmut-stats.json")
 SECONDS = Path("mutant-seconds.jsonl")
-_call_seconds: dict[str, float] | None = None
 _started = 0.0
 
 
@@ -30,21 +30,23 @@ def _mutant() -> str | None:
     return name if "__mutmut_" in name else None
 
 
-def _seconds(item) -> tuple[float, str]:
-    global _call_seconds
-    if _call_seconds is None:
-        _call_seconds = json.loads(STATS.read_text())["duration_by_test"] if STATS.exists() else {}
-    return _call_seconds.get(item.nodeid, float("inf")), item.nodeid
+@functools.cache
+def _call_seconds() -> dict[str, float]:
+    """mutmut's recorded call time of each test; read once, in the fork server (its stats are
+    written before it starts), and inherited by every mutant it forks."""
+    return json.loads(STATS.read_text())["duration_by_test"] if STATS.exists() else {}
 
 
 def pytest_configure(config):
     global _started
     _started = time.perf_counter()
+    if not _mutant():
+        _call_seconds()
 
 
 def pytest_collection_modifyitems(config, items):
     if _mutant():
-        items.sort(key=_seconds)
+        items.sort(key=lambda item: (_call_seconds().get(item.nodeid, float("inf")), item.nodeid))
 
 
 def pytest_unconfigure(config):
