@@ -106,7 +106,8 @@ bench: venv
 # Mutation testing (mutmut; config in pyproject.toml [tool.mutmut]) of the functions that matter in
 # the critical modules, with the fast unit tier only; one mutmut run over the module groups
 # (scripts/mutation_report.py GROUPS), then the score, cost and surviving mutants of each
-# (README, "Mutation testing"; about 10 minutes on 2 cores). Not part of `make test`. Narrow it with mutant-name globs:
+# (README, "Mutation testing"; about 10 minutes on 2 cores). Not part of `make test`.
+# Narrow it with mutant-name globs:
 #   make mutate MUTANTS='ml.gate.* ml.registry.*'
 MUTANTS ?=
 mutate: venv

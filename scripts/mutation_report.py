@@ -23,7 +23,6 @@ import argparse
 import collections
 import fnmatch
 import json
-import os
 import subprocess
 import sys
 import time
@@ -90,7 +89,9 @@ def mutant_seconds() -> dict[str, float]:
     return {r["mutant"]: r["seconds"] for r in map(json.loads, lines)}
 
 
-def report(groups: dict[str, list[str]], minutes: float | None) -> int:
+def report(groups: dict[str, list[str]], minutes: float | None = None, children: int = 0) -> int:
+    """The table, the run's minutes (when it just ran, with `children` mutants at a time) and the
+    survivors; 1 when any survived."""
     codes = results()
     if not codes:
         print("no mutation results under mutants/: run `make mutate`")
@@ -123,8 +124,8 @@ def report(groups: dict[str, list[str]], minutes: float | None) -> int:
     print(f"{'total':<20} {judged:>8} {total['caught']:>7} {total['survived']:>9} "
           f"{100 * total['caught'] / judged:6.1f}% {total['seconds'] / 60:9.1f}")
     if minutes is not None:
-        print(f"mutmut run: {minutes:.1f} minutes on {os.cpu_count()} CPUs (test min: the mutants' pytest "
-              "sessions added up; they run in parallel)")
+        print(f"mutmut run: {minutes:.1f} minutes, {children} mutants at a time "
+              "(test min: the mutants' pytest sessions added up)")
     if total["not run"]:
         print(f"({total['not run']} mutants of the selection were not run: interrupted?)")
     if survivors:
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     groups = {"selected": args.patterns} if args.patterns else GROUPS
     minutes = run(groups, args.max_children) if args.run else None
-    return report(groups, minutes)
+    return report(groups, minutes, args.max_children)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def test_the_report_scores_each_group_and_lists_every_survivor(tmp_path, monkeyp
     write_run(tmp_path, codes, {"ml.gate.x_decide__mutmut_1": 30, "ml.gate.x_decide__mutmut_2": 60,
                                 "ml.gate.x_decide__mutmut_3": 30, "ml.gate.x_other__mutmut_1": 600})
     monkeypatch.chdir(tmp_path)
-    assert mutation_report.report({"gate": ["ml.gate.x_decide*"]}, 2.5) == 1
+    assert mutation_report.report({"gate": ["ml.gate.x_decide*"]}, 2.5, 2) == 1
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith(("gate ", "total "))}
     assert rows["gate"] == ["4", "2", "2", "50.0%", "2.0"]  # 4 judged, 2 caught, 2 survived, 120 s
@@ -88,7 +88,7 @@ def test_the_report_scores_each_group_and_lists_every_survivor(tmp_path, monkeyp
     assert "  ml.gate.x_decide__mutmut_4  [no tests]" in out
     assert "x_other" not in out
     assert "(1 mutants of the selection were not run: interrupted?)" in out
-    assert "mutmut run: 2.5 minutes" in out
+    assert "mutmut run: 2.5 minutes, 2 mutants at a time" in out
 
 
 def test_the_report_exits_0_when_every_mutant_is_caught(tmp_path, monkeypatch, capsys):
