@@ -97,25 +97,37 @@ class Api:
     def __init__(self, base: str, password: str):
         self.base, self.password, self.token = base, password, None
 
-    def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+    def _request(self, method: str, path: str, body: dict | None = None, retry: bool = True) -> dict:
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}") from None
+        # One api-server worker also serves the tasks' execution API: a poll may meet a 5xx or a dropped
+        # connection under load. Reads and PATCH are idempotent, so they are retried (and said); POST is not.
+        attempts = 3 if retry and method in ("GET", "PATCH") else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return json.loads(response.read() or b"{}")
+            except urllib.error.HTTPError as exc:
+                error = RuntimeError(f"{method} {path}: {exc.code} {exc.read()[:500]!r}")
+                if exc.code < 500:
+                    raise error from None
+            except (OSError, ValueError) as exc:  # URLError, reset, timeout; a truncated JSON body
+                error = RuntimeError(f"{method} {path}: {type(exc).__name__}: {exc}")
+            if attempt < attempts:
+                say(f"    (retrying {method} {path} in 3 s: {error})")
+                time.sleep(3)
+        raise error
 
     def login(self) -> None:
         self.token = None
         self.token = self._request("POST", "/auth/token", {"username": "admin", "password": self.password})[
             "access_token"]
 
-    def get(self, path: str) -> dict:
-        return self._request("GET", path)
+    def get(self, path: str, retry: bool = True) -> dict:
+        return self._request("GET", path, retry=retry)
 
     def post(self, path: str, body: dict) -> dict:
         return self._request("POST", path, body)
@@ -142,10 +154,26 @@ class Api:
             time.sleep(5)
         failed = [r for r in runs if r["state"] != "success"]
         if failed:
-            details = {r["dag_run_id"]: {t["task_id"]: t["state"] for t in self.get(
-                f"/api/v2/dags/{dag_id}/dagRuns/{r['dag_run_id']}/taskInstances")["task_instances"]} for r in failed}
-            raise RuntimeError(f"{dag_id}: runs failed: {details} (task logs: artifacts/compose-test/compose.log)")
+            details, logs = {}, []
+            for r in failed:
+                tasks = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{r['dag_run_id']}/taskInstances")["task_instances"]
+                details[r["dag_run_id"]] = {t["task_id"]: t["state"] for t in tasks}
+                logs += [self.task_log_tail(dag_id, r["dag_run_id"], t) for t in tasks if t["state"] == "failed"]
+            raise RuntimeError(f"{dag_id}: runs failed: {details}\n" + "\n".join(logs))
         return runs
+
+    def task_log_tail(self, dag_id: str, run_id: str, task: dict, lines: int = 25) -> str:
+        """The end of a task's log, for the failure message: CI shows only the end of this script's output."""
+        try:
+            content = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task['task_id']}/logs/"
+                               f"{task['try_number']}?full_content=true&map_index={task.get('map_index', -1)}")
+        except (RuntimeError, OSError) as exc:
+            return f"--- {run_id} {task['task_id']}: log not readable ({exc})"
+        entries = content.get("content") or []
+        text = [e if isinstance(e, str) else " ".join(str(e.get(k)) for k in ("level", "event", "error_detail")
+                                                        if e.get(k)) for e in entries]
+        return f"--- {run_id} {task['task_id']} try {task['try_number']} (last {lines} log lines):\n" + "\n".join(
+            line[:400] for line in text[-lines:])
 
 
 def wait_healthy(api: Api, timeout: float = 600) -> None:
@@ -156,7 +184,7 @@ def wait_healthy(api: Api, timeout: float = 600) -> None:
     while True:
         health = {s: container_health(s) for s in ("airflow-apiserver", "airflow-scheduler")}
         try:
-            monitor = api.get("/api/v2/monitor/health")
+            monitor = api.get("/api/v2/monitor/health", retry=False)  # this loop is the retry
             components = {k: v.get("status") for k, v in monitor.items()}
         except (RuntimeError, OSError):
             components = {}
@@ -191,9 +219,13 @@ def serving_call(path: str, body: dict | None = None, key: str | None = None) ->
                                      data=None if body is None else json.dumps(body).encode())
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
+            status, body = response.status, response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        status, body = exc.code, exc.read()
+    try:
+        return status, json.loads(body or b"{}")
+    except ValueError:  # e.g. a proxy's or server's plain-text error page: report it, do not crash on it
+        return status, {"body": body[:500].decode(errors="replace")}
 
 
 def check_serving(date: str) -> None:
@@ -205,7 +237,7 @@ def check_serving(date: str) -> None:
             status, health = serving_call("/healthz")
         except OSError:
             status, health = 0, {}
-        if status == 200 and health["champion"] and date in health["head"]["dates"]:
+        if status == 200 and health.get("champion") and date in (health.get("head") or {}).get("dates", []):
             break
         if time.monotonic() > deadline:
             raise TimeoutError(f"the prediction service did not load the champion and {date}'s head: {health}")
@@ -315,12 +347,13 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run([str(ROOT / "scripts" / "compose_env.sh"), str(ENV_FILE), *(f"{k}={v}" for k, v in ports.items())],
                    check=True)
     say(f"project {PROJECT}, ports {ports}, artefacts {ARTIFACTS.relative_to(ROOT)}/")
-    started, status = time.monotonic(), 1
+    started, status, failure = time.monotonic(), 1, ""
     try:
         run(args)
         status = 0
     except Exception as exc:  # report, then tear down
-        say(f"✗ FAILED: {exc}")
+        failure = f"{type(exc).__name__}: {exc}"
+        say(f"✗ FAILED: {failure}")
     finally:
         with Step("collect the logs"):
             (ARTIFACTS / "compose.log").write_text(compose("logs", "--no-color", "--timestamps", capture=True,
@@ -329,11 +362,14 @@ def main(argv: list[str] | None = None) -> int:
             say("--keep: the stack is still running")
         else:
             with Step("tear down (docker-compose down -v)"):
-                compose("down", "-v", "--remove-orphans", check=False, timeout=300)
+                (ARTIFACTS / "teardown.log").write_text(compose("down", "-v", "--remove-orphans", capture=True,
+                                                                check=False, timeout=300))
         TIMINGS["total"] = round(time.monotonic() - started, 1)
         (ARTIFACTS / "timings.json").write_text(json.dumps(TIMINGS, indent=2) + "\n")
         say(f"{'passed' if status == 0 else 'FAILED'} in {TIMINGS['total']:.0f} s; timings: "
             f"{ARTIFACTS.relative_to(ROOT)}/timings.json, logs: {ARTIFACTS.relative_to(ROOT)}/compose.log")
+        if failure:  # again at the very end: CI keeps only the last lines of the output
+            say(f"✗ why: {failure}")
     return status
 
 
