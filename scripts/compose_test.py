@@ -70,18 +70,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def compose(*args: str, capture: bool = False, timeout: float = 1800, check: bool = True) -> str:
+def compose(*args: str, capture: bool = False, timeout: float = 1800, check: bool = True,
+            merge_stderr: bool = True) -> str:
+    """Runs docker-compose on the test project; with `capture`, returns its stdout (and stderr, unless
+    `merge_stderr` is False: then stderr only goes into the error message)."""
     argv = [*COMPOSE, "-p", PROJECT, "--env-file", str(ENV_FILE), "-f", str(ROOT / "docker-compose.yaml"), *args]
     result = subprocess.run(argv, cwd=ROOT, text=True, timeout=timeout,
                             stdout=subprocess.PIPE if capture else None,
-                            stderr=subprocess.STDOUT if capture else None)
+                            stderr=(subprocess.STDOUT if merge_stderr else subprocess.PIPE) if capture else None)
     if check and result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} exited with {result.returncode}:\n{(result.stdout or '')[-3000:]}")
+        raise RuntimeError(f"{' '.join(argv)} exited with {result.returncode}:\n{(result.stdout or '')[-3000:]}"
+                           f"{(result.stderr or '')[-3000:]}")
     return result.stdout or ""
 
 
 def in_scheduler(*argv: str, timeout: float = 600) -> str:
     return compose("exec", "-T", "airflow-scheduler", *argv, capture=True, timeout=timeout)
+
+
+def json_in_scheduler(code: str) -> dict:
+    """Runs Python `code` in the scheduler container; the last line of its stdout that is a JSON object.
+    Stderr (TensorFlow's or a library's warnings, at any time up to exit) is kept out of the parse."""
+    out = compose("exec", "-T", "airflow-scheduler", "python", "-c", code, capture=True, timeout=600,
+                  merge_stderr=False)
+    for line in reversed(out.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"no JSON object in the output of python -c {code!r}:\n{out[-2000:]}")
 
 
 def env_value(key: str) -> str:
@@ -209,7 +224,7 @@ def predictions(dates: list[str]) -> dict[str, dict]:
     code = ("import json; from ml import config, warehouse; wh = warehouse.connect(config.load()['warehouse']); "
             f"rows = {{d: wh.run_sql_file('prediction_counts', {{'target_date': d}}).to_pylist() for d in {dates!r}}}; "
             "wh.close(); print(json.dumps({d: (r[0] if r else {'n_rows': 0}) for d, r in rows.items()}, default=str))")
-    return json.loads(in_scheduler("python", "-c", code).strip().splitlines()[-1])
+    return json_in_scheduler(code)
 
 
 def serving_call(path: str, body: dict | None = None, key: str | None = None) -> tuple[int, dict]:
@@ -246,7 +261,7 @@ def check_serving(date: str) -> None:
             "from ml.predict import read_ahead_features; c = config.load(); "
             f"rows = read_ahead_features(storage.join(c['storage']['forecast'], 'dt={date}'), "
             "load_schema(c['schema_path'])); print(json.dumps(rows.slice(0, 1).to_pylist()[0], default=str))")
-    instance = json.loads(in_scheduler("python", "-c", code).strip().splitlines()[-1])
+    instance = json_in_scheduler(code)
     status, refused = serving_call("/predict", {"instances": [instance]})
     if status != 401:
         raise AssertionError(f"/predict without a key: expected 401, got {status} {refused}")
