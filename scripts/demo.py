@@ -327,11 +327,16 @@ def online(config: dict, *, days=ONLINE_DAYS, requests=ONLINE_REQUESTS, seed: in
             f"(no batch predictions by {bad}: the tail answers everything)")
         # The quality figures judge a version from min_labelled labelled predictions on; the bandit
         # keeps routing part of the tail to the challenger, so serve until the champion has that many.
+        # How much it routes to the bad champion depends on when the service re-reads the bandit's
+        # state (every reload_s), so a slow machine needs more rounds: bounded, and said if short.
         need, answered = monitoring["quality"]["min_labelled"], 0
-        for _ in range(4):
+        for _ in range(12):
             answered += serve(service, bad_day, requests[2], f"champion {bad}")["versions"].get(bad, 0)
             if answered >= need:
                 break
+        else:
+            raise SystemExit(f"{bad} answered only {answered} of the {need} requests monitoring needs to judge it "
+                             "(monitoring.quality.min_labelled) in 12 rounds: the bandit routed it almost nothing")
         out["service_shares"] = service.route_shares()
         say(f"✓ {bad} answered {answered} requests (monitoring judges from {need}); the tail split the service "
             "exports (/metrics prodml_route_share): " + ", ".join(

@@ -230,11 +230,11 @@ class PredictionLogWriter:
         try:
             self.ship(entries)
         except Exception as exc:  # the service stays up; the rows wait for the next flush
+            self._queue.extendleft(reversed(entries))  # back first: a counted failure has its rows queued
             self.failures += 1
             self.last_error = f"{type(exc).__name__}: {exc}"[:500]
             log.warning("prediction log: flush of %d rows failed, kept for the next one: %s", len(entries),
                         self.last_error)
-            self._queue.extendleft(reversed(entries))
             overflow = len(self._queue) - self.max_queue
             if overflow > 0:
                 self._drop(overflow)

@@ -67,6 +67,13 @@ def _title(process: psutil.Process) -> str:
         return ""
 
 
+def _env(process: psutil.Process, name: str) -> str | None:
+    try:
+        return process.environ().get(name)
+    except psutil.Error:  # a short-lived child (a DAG-parsing fork) exited after the listing
+        return None
+
+
 def _alive(process: psutil.Process) -> bool:
     try:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
@@ -109,7 +116,7 @@ def test_make_airflow_takes_the_port_from_the_environment_and_ctrl_c_stops_every
             everything = psutil.Process(make.pid).children(recursive=True)
             assert len(everything) >= 5  # wrapper, standalone, api-server, scheduler, dag-processor, ...
             # task processes reach the execution API on the same port
-            urls = {p.environ().get("AIRFLOW__CORE__EXECUTION_API_SERVER_URL") for p in everything} - {None}
+            urls = {_env(p, "AIRFLOW__CORE__EXECUTION_API_SERVER_URL") for p in everything} - {None}
             assert urls == {f"http://127.0.0.1:{port}/execution/"}
             os.killpg(make.pid, signal.SIGINT)  # Ctrl-C
             make.wait(timeout=120)
