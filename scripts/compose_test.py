@@ -84,15 +84,15 @@ def compose(*args: str, capture: bool = False, timeout: float = 1800, check: boo
     return result.stdout or ""
 
 
-def in_scheduler(*argv: str, timeout: float = 600) -> str:
-    return compose("exec", "-T", "airflow-scheduler", *argv, capture=True, timeout=timeout)
+def in_scheduler(*argv: str, timeout: float = 600, merge_stderr: bool = True) -> str:
+    return compose("exec", "-T", "airflow-scheduler", *argv, capture=True, timeout=timeout,
+                   merge_stderr=merge_stderr)
 
 
 def json_in_scheduler(code: str) -> dict:
     """Runs Python `code` in the scheduler container; the last line of its stdout that is a JSON object.
     Stderr (TensorFlow's or a library's warnings, at any time up to exit) is kept out of the parse."""
-    out = compose("exec", "-T", "airflow-scheduler", "python", "-c", code, capture=True, timeout=600,
-                  merge_stderr=False)
+    out = in_scheduler("python", "-c", code, merge_stderr=False)
     for line in reversed(out.strip().splitlines()):
         if line.startswith("{"):
             return json.loads(line)
@@ -182,7 +182,7 @@ class Api:
         try:
             content = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task['task_id']}/logs/"
                                f"{task['try_number']}?full_content=true&map_index={task.get('map_index', -1)}")
-        except (RuntimeError, OSError) as exc:
+        except RuntimeError as exc:  # what _request raises for HTTP and connection errors
             return f"--- {run_id} {task['task_id']}: log not readable ({exc})"
         entries = content.get("content") or []
         text = [e if isinstance(e, str) else " ".join(str(e.get(k)) for k in ("level", "event", "error_detail")
@@ -234,13 +234,13 @@ def serving_call(path: str, body: dict | None = None, key: str | None = None) ->
                                      data=None if body is None else json.dumps(body).encode())
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            status, body = response.status, response.read()
+            status, answer = response.status, response.read()
     except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read()
+        status, answer = exc.code, exc.read()
     try:
-        return status, json.loads(body or b"{}")
+        return status, json.loads(answer or b"{}")
     except ValueError:  # e.g. a proxy's or server's plain-text error page: report it, do not crash on it
-        return status, {"body": body[:500].decode(errors="replace")}
+        return status, {"body": answer[:500].decode(errors="replace")}
 
 
 def check_serving(date: str) -> None:
